@@ -1,0 +1,91 @@
+"""Decode a raw HTTP answer into the envelope dict, or the right exception (pure logic)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from bitrix_openlines.errors import DecodeError, error_from_payload
+from bitrix_openlines.transport import RawResponse
+
+__all__ = ["decode_envelope", "decode_json", "reset_at_of"]
+
+_EXCERPT = 120
+
+
+def _excerpt(body: bytes) -> str:
+    text = body[:_EXCERPT].decode("utf-8", errors="replace")
+    text = " ".join(text.split())
+    return text + ("..." if len(body) > _EXCERPT else "")
+
+
+def decode_json(raw: RawResponse, method: str | None) -> dict[str, Any]:
+    """Parse the body as a JSON object, or raise :class:`DecodeError` with an excerpt."""
+    if not raw.body.strip():
+        raise DecodeError(
+            "the portal sent an empty body", status=raw.status, method=method, excerpt=""
+        )
+    try:
+        value = json.loads(raw.body)
+    except (ValueError, UnicodeDecodeError):
+        what = "an HTML page" if raw.body.lstrip()[:1] == b"<" else "a body that is not JSON"
+        raise DecodeError(
+            f"the portal sent {what} (Content-Type {raw.content_type or 'none'}): "
+            f"{_excerpt(raw.body)!r}",
+            status=raw.status,
+            method=method,
+            excerpt=_excerpt(raw.body),
+        ) from None
+    if not isinstance(value, dict):
+        raise DecodeError(
+            f"the portal sent JSON {type(value).__name__}, not an object: {_excerpt(raw.body)!r}",
+            status=raw.status,
+            method=method,
+            excerpt=_excerpt(raw.body),
+        )
+    return value
+
+
+def reset_at_of(envelope: dict[str, Any]) -> float | None:
+    """Return ``time.operating_reset_at`` of an envelope, when it is a number."""
+    block = envelope.get("time")
+    if isinstance(block, dict):
+        value = block.get("operating_reset_at")
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    return None
+
+
+def decode_envelope(raw: RawResponse, method: str | None) -> dict[str, Any]:
+    """Return the decoded envelope of a successful answer.
+
+    Raises:
+        ApiError: The body is an error body (the subclass comes from the code table), or
+            the status is not 2xx.
+        DecodeError: The body is not a JSON object, or is a 2xx without ``result``.
+    """
+    if raw.status >= 400 and not raw.body.strip():
+        raise error_from_payload(
+            {"error_description": f"HTTP {raw.status} with an empty body"},
+            status=raw.status,
+            method=method,
+        )
+    envelope = decode_json(raw, method)
+    if "error" in envelope:
+        raise error_from_payload(
+            envelope, status=raw.status, method=method, reset_at=reset_at_of(envelope)
+        )
+    if raw.status >= 300:
+        raise error_from_payload(
+            {"error_description": f"HTTP {raw.status} without an error code"},
+            status=raw.status,
+            method=method,
+        )
+    if "result" not in envelope:
+        raise DecodeError(
+            f"the answer has neither 'result' nor 'error': {_excerpt(raw.body)!r}",
+            status=raw.status,
+            method=method,
+            excerpt=_excerpt(raw.body),
+        )
+    return envelope

@@ -1,0 +1,356 @@
+"""``OpenLinesClient``: the async client users hold.
+
+One call goes: method object -> wire params -> wait for the method's time budget and a
+slot of the portal's bucket -> auth adds credentials -> transport posts JSON -> the answer
+is decoded once (an error body becomes an exception from the table) -> the retry policy
+decides whether to go again -> ``result`` is structured into the method's type.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, TypeVar
+
+import aiohttp
+
+from bitrix_openlines._convert import describe_error, structure, structure_time
+from bitrix_openlines._decode import decode_envelope
+from bitrix_openlines.auth import Auth, PreparedCall
+from bitrix_openlines.errors import (
+    DecodeError,
+    OpenLinesError,
+    OperationTimeLimitError,
+    OverloadError,
+    RateLimitError,
+    TokenExpiredError,
+)
+from bitrix_openlines.hooks import Hooks, RefreshEvent, RequestEvent, RetryEvent
+from bitrix_openlines.methods.base import Method, registered_methods
+from bitrix_openlines.methods.dialog import DialogGet
+from bitrix_openlines.ratelimit import LeakyBucketLimiter, Limiter, OperatingBudget, RateLimit
+from bitrix_openlines.retry import RetryPolicy, retrying
+from bitrix_openlines.transport import Timeouts, Transport
+from bitrix_openlines.types.common import Response
+from bitrix_openlines.types.dialog import Dialog, UserCode
+
+__all__ = ["OpenLinesClient"]
+
+logger = logging.getLogger("bitrix_openlines")
+
+T = TypeVar("T")
+
+_METHOD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*")
+_DEFAULT = RateLimit.standard()
+
+
+class OpenLinesClient:
+    """The async Bitrix24 Open Lines client.
+
+    Use it as an async context manager (or call :meth:`close`)::
+
+        async with OpenLinesClient(WebhookAuth(url)) as client:
+            dialog = await client.get_dialog(chat_id=13)
+
+    Args:
+        auth: :class:`~bitrix_openlines.WebhookAuth` or :class:`~bitrix_openlines.OAuthAuth`.
+        rate_limit: The portal's bucket to mirror (``RateLimit.standard()`` by default,
+            ``RateLimit.enterprise()`` on Enterprise); ``None`` disables client-side
+            pacing (the retry policy still handles 503s).
+        limiter: A limiter to use instead (for example one shared through Redis);
+            ``rate_limit`` is then ignored.
+        retry: The retry policy.
+        operating_budget: The per-method time budget tracker (one is created by default).
+        session: An ``aiohttp.ClientSession`` to borrow (never closed by the client).
+        timeouts: Connect and total timeouts.
+        hooks: Callbacks observing requests, retries and refreshes.
+    """
+
+    def __init__(
+        self,
+        auth: Auth,
+        *,
+        rate_limit: RateLimit | None = _DEFAULT,
+        limiter: Limiter | None = None,
+        retry: RetryPolicy | None = None,
+        operating_budget: OperatingBudget | None = None,
+        session: aiohttp.ClientSession | None = None,
+        timeouts: Timeouts | None = None,
+        hooks: Hooks | None = None,
+    ) -> None:
+        if not isinstance(auth, Auth):
+            raise TypeError(f"auth must be WebhookAuth or OAuthAuth, got {type(auth).__name__}")
+        if rate_limit is not None and not isinstance(rate_limit, RateLimit):
+            raise TypeError(
+                f"rate_limit must be a RateLimit or None, got {type(rate_limit).__name__}"
+            )
+        if limiter is not None and not isinstance(limiter, Limiter):
+            raise TypeError(f"limiter must be a Limiter, got {type(limiter).__name__}")
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise TypeError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
+        if timeouts is not None and not isinstance(timeouts, Timeouts):
+            raise TypeError(f"timeouts must be Timeouts, got {type(timeouts).__name__}")
+        self._auth = auth
+        if limiter is None and rate_limit is not None:
+            limiter = LeakyBucketLimiter(rate_limit)
+        self._limiter = limiter
+        self._retry = retry or RetryPolicy()
+        self._budget = operating_budget or OperatingBudget()
+        self._hooks = hooks or Hooks()
+        self._transport = Transport(session, timeouts=timeouts)
+        self._transport.add_secrets(auth.secrets())
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def __aenter__(self) -> OpenLinesClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the HTTP session if the client created it (a borrowed one stays open)."""
+        await self._transport.close()
+
+    @property
+    def auth(self) -> Auth:
+        """The credentials in use."""
+        return self._auth
+
+    @property
+    def limiter(self) -> Limiter | None:
+        """The rate limiter in use, if any."""
+        return self._limiter
+
+    @property
+    def operating_budget(self) -> OperatingBudget:
+        """The per-method time budget tracker."""
+        return self._budget
+
+    def __repr__(self) -> str:
+        return f"OpenLinesClient({self._auth!r})"
+
+    # -- calls -----------------------------------------------------------------------
+
+    async def __call__(self, method: Method[T]) -> T:
+        """Call ``method`` and return its structured result."""
+        return (await self.call(method)).result
+
+    async def call(self, method: Method[T]) -> Response[T]:
+        """Call ``method`` and return its result with the envelope (``time``, ``total``)."""
+        if not isinstance(method, Method):
+            raise TypeError(f"method must be a Method instance, got {type(method).__name__}")
+        name = type(method).__api_method__
+        envelope = await self._execute(
+            name, method.to_params(), idempotent=type(method).__idempotent__
+        )
+        return _response(envelope, type(method).__returns__, name)
+
+    async def call_raw(
+        self,
+        method: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        idempotent: bool | None = None,
+    ) -> Any:
+        """Call any REST method by name and return its decoded ``result`` as is.
+
+        Args:
+            method: The method's name (``"imopenlines.session.history.get"``).
+            params: Its parameters, sent as a JSON body.
+            idempotent: Whether it is safe to retry on 5xx and dropped connections;
+                ``None`` takes the registered method's declaration, else ``False``.
+        """
+        if not isinstance(method, str) or not _METHOD_NAME.fullmatch(method):
+            raise ValueError(f"method must be a REST method name like 'profile', got {method!r}")
+        if params is not None and not isinstance(params, Mapping):
+            raise TypeError(f"params must be a mapping, got {type(params).__name__}")
+        if idempotent is None:
+            registered = registered_methods().get(method.lower())
+            idempotent = bool(registered and registered.__idempotent__)
+        envelope = await self._execute(method, dict(params or {}), idempotent=idempotent)
+        return envelope["result"]
+
+    async def get_dialog(
+        self,
+        *,
+        chat_id: int | None = None,
+        dialog_id: str | None = None,
+        session_id: int | None = None,
+        user_code: str | UserCode | None = None,
+    ) -> Dialog:
+        """Get an open line's operator chat by exactly one of its identifiers.
+
+        See :class:`~bitrix_openlines.DialogGet` for the arguments; bad input raises
+        ``TypeError``/``ValueError`` before any request.
+        """
+        return await self(
+            DialogGet(
+                chat_id=chat_id,
+                dialog_id=dialog_id,
+                session_id=session_id,
+                user_code=user_code,
+            )
+        )
+
+    # -- the call path ---------------------------------------------------------------
+
+    async def _execute(
+        self, method: str, params: dict[str, Any], *, idempotent: bool, commands: int = 1
+    ) -> dict[str, Any]:
+        """Send one request under the retry policy and return the decoded envelope."""
+
+        def pause_for(error: BaseException) -> float:
+            if isinstance(error, OperationTimeLimitError):
+                until = self._budget.paused_until(method)
+                return 0.0 if until is None else max(0.0, until - time.time())
+            return 0.0
+
+        def on_retry(error: BaseException, attempt: int, reason: str, delay: float) -> None:
+            code = getattr(error, "code", None) or type(error).__name__
+            logger.warning(
+                "retrying %s after attempt %d: %s (%s); waiting %.2fs",
+                method,
+                attempt,
+                reason,
+                code,
+                delay,
+            )
+            self._hooks.emit(
+                self._hooks.on_retry,
+                RetryEvent(
+                    method=method, attempt=attempt, reason=reason, delay=delay, error_code=code
+                ),
+            )
+
+        async for attempt in retrying(
+            self._retry, idempotent=idempotent, pause_for=pause_for, on_retry=on_retry
+        ):
+            with attempt:
+                return await self._attempt(
+                    method, params, attempt.retry_state.attempt_number, commands
+                )
+        raise AssertionError("unreachable: tenacity re-raises the last error")
+
+    async def _attempt(
+        self, method: str, params: dict[str, Any], attempt: int, commands: int
+    ) -> dict[str, Any]:
+        await self._budget.wait(method)
+        prepared = await self._auth.prepare(method, params)
+        refreshed = False
+        while True:
+            try:
+                return await self._send(method, prepared, attempt, commands)
+            except TokenExpiredError:
+                # A refresh is not a retry: one refresh and one replay per attempt.
+                if refreshed or not await self._refresh(prepared):
+                    raise
+                refreshed = True
+                prepared = await self._auth.prepare(method, params)
+
+    async def _refresh(self, prepared: PreparedCall) -> bool:
+        started = time.perf_counter()
+        before = self._auth.secrets()
+        try:
+            renewed = await self._auth.refresh(prepared, self._transport)
+        except OpenLinesError as error:
+            self._hooks.emit(
+                self._hooks.on_refresh,
+                RefreshEvent(
+                    portal=self._auth.portal,
+                    ok=False,
+                    duration=time.perf_counter() - started,
+                    error_code=error.code or type(error).__name__,
+                ),
+            )
+            raise
+        after = self._auth.secrets()
+        if after != before:
+            self._transport.add_secrets(after)
+            self._hooks.emit(
+                self._hooks.on_refresh,
+                RefreshEvent(
+                    portal=self._auth.portal, ok=True, duration=time.perf_counter() - started
+                ),
+            )
+        return renewed
+
+    async def _send(
+        self, method: str, prepared: PreparedCall, attempt: int, commands: int
+    ) -> dict[str, Any]:
+        portal = self._auth.portal
+        if self._limiter is not None:
+            await self._limiter.acquire(portal, 1)
+        started = time.perf_counter()
+        status: int | None = None
+        error_code: str | None = None
+        try:
+            raw = await self._transport.post_json(prepared.url, prepared.payload, method=method)
+            status = raw.status
+            envelope = decode_envelope(raw, method)
+        except OperationTimeLimitError as error:
+            error_code = error.code
+            self._budget.pause(method, error.reset_at)
+            raise
+        except RateLimitError as error:
+            error_code = error.code
+            if self._limiter is not None and not isinstance(error, OverloadError):
+                await self._limiter.penalize(portal)
+            raise
+        except OpenLinesError as error:
+            error_code = error.code or type(error).__name__
+            raise
+        finally:
+            duration = time.perf_counter() - started
+            logger.debug(
+                "%s status=%s attempt=%d duration=%.3fs%s",
+                method,
+                status,
+                attempt,
+                duration,
+                f" error={error_code}" if error_code else "",
+            )
+            self._hooks.emit(
+                self._hooks.on_request,
+                RequestEvent(
+                    method=method,
+                    portal=portal,
+                    attempt=attempt,
+                    status=status,
+                    error_code=error_code,
+                    duration=duration,
+                    commands=commands,
+                ),
+            )
+        self._budget.observe(method, structure_time(envelope.get("time")))
+        return envelope
+
+
+def _response(envelope: dict[str, Any], returns: Any, method: str) -> Response[Any]:
+    """Structure a decoded envelope into ``Response[returns]``, or raise DecodeError."""
+    try:
+        result = structure(envelope["result"], returns)
+        time_info = structure_time(envelope.get("time"))
+    except Exception as exc:  # cattrs raises ExceptionGroups, TypeError, ValueError...
+        raise DecodeError(
+            f"the result does not fit {getattr(returns, '__name__', returns)}: "
+            f"{describe_error(exc)}",
+            status=200,
+            method=method,
+        ) from None
+    total = envelope.get("total")
+    nxt = envelope.get("next")
+    return Response(
+        result=result,
+        time=time_info,
+        total=total if isinstance(total, int) else None,
+        next=nxt if isinstance(nxt, int) else None,
+    )

@@ -1,0 +1,119 @@
+"""``DialogGet``: ``imopenlines.dialog.get``, the operator chat of an open line.
+
+The portal takes one of four identifiers and uses the first one present in the order
+``CHAT_ID > DIALOG_ID > SESSION_ID > USER_CODE`` even when it is invalid (PROTOCOL.md
+section 7.2), so sending two would silently ignore one: ``DialogGet`` demands exactly one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from bitrix_openlines.methods.base import Method, register_method
+from bitrix_openlines.types.dialog import Dialog, UserCode, chat_id_from_dialog_id
+
+__all__ = ["DialogGet"]
+
+_KEYS = ("chat_id", "dialog_id", "session_id", "user_code")
+
+
+def _positive_int(name: str, value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value}")
+
+
+def _dialog_id(value: Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise TypeError(f"dialog_id must be a str like 'chat123', got {type(value).__name__}")
+    chat_id_from_dialog_id(value)
+
+
+def _user_code(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, UserCode):
+        return str(value)
+    raise TypeError(f"user_code must be a str or UserCode, got {type(value).__name__}")
+
+
+@register_method
+@attrs.frozen(kw_only=True)
+class DialogGet(Method[Dialog]):
+    """Get an open line's operator chat by one of its four identifiers.
+
+    Give exactly one of the arguments.
+
+    Args:
+        chat_id: The chat id (``13``).
+        dialog_id: ``chat`` and the chat id (``"chat29"``).
+        session_id: An open-line session id (``1743``).
+        user_code: ``connector|line|chat|user`` (``"livechat|1|1373|211"``), with or
+            without the ``imol|`` prefix, or a :class:`UserCode`.
+
+    Raises:
+        TypeError: An argument has the wrong type.
+        ValueError: Not exactly one argument was given, or its value is malformed.
+    """
+
+    __api_method__ = "imopenlines.dialog.get"
+    __returns__ = Dialog
+    __idempotent__ = True
+
+    chat_id: int | None = attrs.field(default=None, metadata={"wire": "CHAT_ID"})
+    dialog_id: str | None = attrs.field(default=None, metadata={"wire": "DIALOG_ID"})
+    session_id: int | None = attrs.field(default=None, metadata={"wire": "SESSION_ID"})
+    user_code: str | None = attrs.field(
+        default=None, converter=_user_code, metadata={"wire": "USER_CODE"}
+    )
+
+    def __attrs_post_init__(self) -> None:
+        given = [name for name in _KEYS if getattr(self, name) is not None]
+        if len(given) != 1:
+            found = ", ".join(given) if given else "none"
+            raise ValueError(
+                "DialogGet needs exactly one of chat_id, dialog_id, session_id, user_code; "
+                f"got {found}"
+            )
+        _positive_int("chat_id", self.chat_id)
+        _positive_int("session_id", self.session_id)
+        _dialog_id(self.dialog_id)
+        if self.user_code is not None:
+            UserCode.parse(self.user_code)
+
+    @classmethod
+    def from_query(cls, query: DialogGet | Mapping[str, Any]) -> DialogGet:
+        """Build a ``DialogGet`` from itself or a mapping with exactly one identifier key.
+
+        Raises:
+            TypeError: ``query`` is neither, or a value has the wrong type.
+            ValueError: The mapping has unknown keys, or not exactly one identifier.
+        """
+        if isinstance(query, DialogGet):
+            return query
+        if not isinstance(query, Mapping):
+            raise TypeError(f"query must be a DialogGet or a mapping, got {type(query).__name__}")
+        unknown = sorted(str(k) for k in query if k not in _KEYS)
+        if unknown:
+            raise ValueError(
+                f"query has unknown key(s) {', '.join(unknown)}; "
+                "use one of chat_id, dialog_id, session_id, user_code"
+            )
+        return cls(**{str(k): v for k, v in query.items()})
+
+    @property
+    def identifier(self) -> tuple[str, int | str]:
+        """The one identifier given, as ``(name, value)``."""
+        for name in _KEYS:
+            value = getattr(self, name)
+            if value is not None:
+                return name, value
+        raise AssertionError("unreachable: validated in __attrs_post_init__")

@@ -1,0 +1,246 @@
+"""Client-side limits that mirror the portal's: the leaky bucket and the time budget.
+
+**The leaky bucket** (PROTOCOL.md 4.1). The portal keeps one counter per portal that
+drains at ``requests_per_second`` and answers 503 ``QUERY_LIMIT_EXCEEDED`` to a request
+that would lift it above ``burst``. :class:`LeakyBucketLimiter` runs the same bucket as a
+GCRA (generic cell rate algorithm, the leaky bucket written as one timestamp): the
+*theoretical arrival time* ``tat`` is when the bucket would be empty, and a request may
+go at ``t`` when ``tat - t <= (burst - 1) / rate`` -- exactly the portal's rule
+``level + 1 <= burst``. Each :meth:`~LeakyBucketLimiter.acquire` reserves its slot at
+once, in call order (first come, first served, whatever the concurrency), and then
+sleeps until the slot's time. A ``batch`` takes one slot like any request.
+
+``margin`` adds a few milliseconds to every slot: requests that leave us a slot apart
+may reach the portal slightly closer together (scheduling and network jitter), and at a
+full bucket any such bunching would be a 503.
+
+**The operating-time budget** (PROTOCOL.md 4.2). Each method may spend a number of
+execution seconds in a sliding 10 minutes; every answer reports ``time.operating`` (spent
+so far) and ``time.operating_reset_at``. :class:`OperatingBudget` pauses a method whose
+``operating`` comes within ``headroom`` of the limit, and a method the portal answered
+429 for, until its reset time; other methods go on.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+import attrs
+
+from bitrix_openlines.types.common import TimeInfo
+
+__all__ = [
+    "LeakyBucketLimiter",
+    "Limiter",
+    "OperatingBudget",
+    "RateLimit",
+]
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+def _positive(owner: str, name: str, value: object, *, integer: bool = False) -> None:
+    kinds: tuple[type, ...] = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or value <= 0:  # type: ignore[operator]
+        kind = "a positive integer" if integer else "a positive number"
+        raise ValueError(f"{owner}.{name} must be {kind}, got {value!r}")
+
+
+@attrs.frozen(slots=True)
+class RateLimit:
+    """The portal's leaky bucket: how fast it drains and how much it holds.
+
+    Attributes:
+        requests_per_second: The drain rate (2 on most plans, 5 on Enterprise).
+        burst: The bucket's size (50 on most plans, 250 on Enterprise).
+        margin: Seconds added to each slot against jitter (see the module docs).
+    """
+
+    requests_per_second: float = 2.0
+    burst: int = 50
+    margin: float = 0.002
+
+    def __attrs_post_init__(self) -> None:
+        _positive("RateLimit", "requests_per_second", self.requests_per_second)
+        _positive("RateLimit", "burst", self.burst, integer=True)
+        if isinstance(self.margin, bool) or not isinstance(self.margin, int | float):
+            raise ValueError(f"RateLimit.margin must be a number, got {self.margin!r}")
+        if not 0 <= self.margin < 1 / self.requests_per_second:
+            raise ValueError(
+                "RateLimit.margin must be >= 0 and smaller than one slot "
+                f"(1/requests_per_second), got {self.margin!r}"
+            )
+
+    @classmethod
+    def standard(cls) -> RateLimit:
+        """The limit of every plan but Enterprise: 2 requests/s, burst 50."""
+        return cls(requests_per_second=2.0, burst=50)
+
+    @classmethod
+    def enterprise(cls) -> RateLimit:
+        """The Enterprise plan's limit: 5 requests/s, burst 250."""
+        return cls(requests_per_second=5.0, burst=250)
+
+    def minimum_seconds(self, requests: int) -> float:
+        """The least time ``requests`` requests can take from a full bucket."""
+        return max(0, requests - self.burst) / self.requests_per_second
+
+
+class Limiter(abc.ABC):
+    """What the client asks before each HTTP request (local, or shared through Redis)."""
+
+    @abc.abstractmethod
+    async def acquire(self, portal: str, cost: int = 1) -> None:
+        """Wait until ``cost`` requests may be sent to ``portal``, then take the slots."""
+
+    @abc.abstractmethod
+    async def penalize(self, portal: str) -> None:
+        """Record that ``portal`` answered ``QUERY_LIMIT_EXCEEDED``: treat its bucket as full."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, nothing to do by default
+        """Release resources (connections); the local limiter has none."""
+
+
+class LeakyBucketLimiter(Limiter):
+    """An in-process leaky bucket per portal, mirroring the portal's (see the module docs).
+
+    Args:
+        rate_limit: The bucket's rate and size.
+        clock: A monotonic clock in seconds (injectable for tests).
+        sleep: The coroutine used to wait (injectable for tests).
+    """
+
+    def __init__(
+        self,
+        rate_limit: RateLimit | None = None,
+        *,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.rate_limit = rate_limit or RateLimit.standard()
+        self._clock = clock
+        self._sleep = sleep
+        self._interval = 1.0 / self.rate_limit.requests_per_second
+        self._tolerance = (self.rate_limit.burst - 1) * self._interval
+        self._tat: dict[str, float] = {}
+
+    def reserve(self, portal: str, cost: int = 1) -> float:
+        """Take ``cost`` slots now and return how many seconds to wait before sending."""
+        if isinstance(cost, bool) or not isinstance(cost, int) or cost < 1:
+            raise ValueError(f"cost must be a positive integer, got {cost!r}")
+        if cost > self.rate_limit.burst:
+            raise ValueError(f"cost {cost} exceeds the bucket's size {self.rate_limit.burst}")
+        now = self._clock()
+        tat = max(self._tat.get(portal, now), now)
+        step = self._interval + self.rate_limit.margin
+        # The last of the ``cost`` slots must fit: level + cost <= burst at send time.
+        send_at = max(now, tat + (cost - 1) * self._interval - self._tolerance)
+        self._tat[portal] = max(tat, send_at) + cost * step
+        return send_at - now
+
+    async def acquire(self, portal: str, cost: int = 1) -> None:
+        """Reserve the next slot for ``portal`` (in call order) and wait for it."""
+        delay = self.reserve(portal, cost)
+        if delay > 0:
+            await self._sleep(delay)
+
+    async def penalize(self, portal: str) -> None:
+        """Assume the portal's bucket is full now: the next slot is one drain away."""
+        now = self._clock()
+        full = now + self.rate_limit.burst * self._interval
+        self._tat[portal] = max(self._tat.get(portal, now), full)
+
+    def level(self, portal: str) -> float:
+        """The bucket's level as this limiter believes it (for metrics and tests)."""
+        now = self._clock()
+        return max(0.0, self._tat.get(portal, now) - now) / self._interval
+
+
+class OperatingBudget:
+    """Pause a method whose execution-time budget is (nearly) spent, until its reset.
+
+    Args:
+        limit: The portal's budget per method, in seconds per 10 minutes (480 on the cloud
+            as documented; the real value is set by the cloud's configuration).
+        headroom: Pause when ``operating`` reaches ``limit - headroom``.
+        fallback_pause: How long to pause after a 429 when no reset time is known.
+        clock: Wall-clock Unix time (the portal's ``operating_reset_at`` is Unix time).
+        sleep: The coroutine used to wait.
+    """
+
+    def __init__(
+        self,
+        *,
+        limit: float = 480.0,
+        headroom: float = 5.0,
+        fallback_pause: float = 10.0,
+        clock: Clock = time.time,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        _positive("OperatingBudget", "limit", limit)
+        if not 0 <= headroom < limit:
+            raise ValueError(f"OperatingBudget.headroom must be in [0, limit), got {headroom!r}")
+        _positive("OperatingBudget", "fallback_pause", fallback_pause)
+        self.limit = float(limit)
+        self.headroom = float(headroom)
+        self.fallback_pause = float(fallback_pause)
+        self._clock = clock
+        self._sleep = sleep
+        self._paused_until: dict[str, float] = {}
+        self._reset_at: dict[str, float] = {}
+        self._operating: dict[str, float] = {}
+
+    def paused_until(self, method: str) -> float | None:
+        """Unix time until which ``method`` is paused, or ``None``."""
+        until = self._paused_until.get(method.lower())
+        return until if until is not None and until > self._clock() else None
+
+    def operating(self, method: str) -> float | None:
+        """The last ``operating`` seconds the portal reported for ``method``."""
+        return self._operating.get(method.lower())
+
+    def observe(self, method: str, time_info: TimeInfo | None) -> None:
+        """Record a method's ``time`` block; pause the method if its budget is nearly spent."""
+        if time_info is None:
+            return
+        key = method.lower()
+        if time_info.operating_reset_at is not None:
+            self._reset_at[key] = time_info.operating_reset_at
+        if time_info.operating is None:
+            return
+        self._operating[key] = time_info.operating
+        if time_info.operating >= self.limit - self.headroom:
+            self.pause(method, time_info.operating_reset_at)
+
+    def pause(self, method: str, until: float | None = None) -> float:
+        """Pause ``method`` until ``until`` (the last known reset, or a fallback pause).
+
+        Returns:
+            The Unix time the method is paused until.
+        """
+        key = method.lower()
+        now = self._clock()
+        if until is None or until <= now:
+            known = self._reset_at.get(key)
+            until = known if known is not None and known > now else now + self.fallback_pause
+        # One second past the reset: the portal frees the basket at that second.
+        until += 1.0
+        self._paused_until[key] = max(self._paused_until.get(key, 0.0), until)
+        return self._paused_until[key]
+
+    async def wait(self, method: str) -> None:
+        """Return when ``method`` is not paused (at once, for a method never paused)."""
+        key = method.lower()
+        while True:
+            until = self._paused_until.get(key)
+            if until is None:
+                return
+            remaining = until - self._clock()
+            if remaining <= 0:
+                self._paused_until.pop(key, None)
+                return
+            await self._sleep(remaining)

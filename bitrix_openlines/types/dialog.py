@@ -1,0 +1,345 @@
+"""``Dialog`` (the result of ``imopenlines.dialog.get``) and its nested types.
+
+The chat object has 38 fields on current portals and 16 on portals of 2024
+(``bitrix-docs-examples/imopenlines.dialog.get__*``), so every field that the 2024 object
+lacks has a default. Fields the SDK does not know yet are kept in ``Dialog.extra`` instead
+of breaking the parse.
+
+``entity_id`` is the open line's user code and ``entity_data_1/2/3`` are pipe-separated
+service fields whose layouts come from the ``imopenlines`` module (PROTOCOL.md section
+7.3). They are kept raw and also parsed, defensively, into :class:`SessionData`,
+:class:`CrmBindings` and ``silent_mode``: older portals wrote fewer fields, so every part
+has a default.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+import attrs
+
+__all__ = [
+    "CrmBindings",
+    "Dialog",
+    "EntityLink",
+    "LastMessageViews",
+    "Permissions",
+    "ReadEntry",
+    "Restrictions",
+    "SessionData",
+    "UserCode",
+    "Viewer",
+    "chat_id_from_dialog_id",
+]
+
+_DIALOG_ID = re.compile(r"chat([0-9]+)")
+_USER_CODE_PREFIX = "imol|"
+
+
+def chat_id_from_dialog_id(dialog_id: str) -> int:
+    """Return the chat id of a ``chatNNN`` dialog id.
+
+    Raises:
+        ValueError: ``dialog_id`` is not ``chat`` followed by digits.
+    """
+    match = _DIALOG_ID.fullmatch(dialog_id)
+    if match is None:
+        raise ValueError(
+            f"dialog_id must look like 'chat123' (the word 'chat' and the chat's number), "
+            f"got {dialog_id!r}"
+        )
+    return int(match.group(1))
+
+
+@attrs.frozen(slots=True)
+class UserCode:
+    """An open line's user code: ``connector|line|chat|user``, e.g. ``livechat|1|1373|211``.
+
+    It is the chat's ``entity_id`` (``CONNECTOR_ID|CONFIG_ID|EXTERNAL_CHAT_ID|USER_ID``,
+    PROTOCOL.md section 7.3). ``imopenlines.dialog.get`` also accepts it with an ``imol|``
+    prefix; :meth:`parse` strips that prefix.
+
+    Attributes:
+        connector: The connector id (``livechat``, ``telegrambot``, ...).
+        line_id: The open line (configuration) id.
+        chat_id: The chat id on the connector's side.
+        user_id: The user id on the connector's side.
+    """
+
+    connector: str
+    line_id: int
+    chat_id: str
+    user_id: str
+
+    @classmethod
+    def parse(cls, text: str, *, parameter: str = "user_code") -> UserCode:
+        """Parse ``connector|line|chat|user``, with or without the ``imol|`` prefix.
+
+        Args:
+            text: The user code.
+            parameter: The name to use in error messages.
+
+        Raises:
+            TypeError: ``text`` is not a string.
+            ValueError: ``text`` does not have the four parts, or a part is empty, or the
+                line is not a number.
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"{parameter} must be a str, got {type(text).__name__}")
+        body = text[len(_USER_CODE_PREFIX) :] if text.startswith(_USER_CODE_PREFIX) else text
+        parts = body.split("|")
+        if len(parts) != 4:
+            raise ValueError(
+                f"{parameter} must be 'connector|line|chat|user' (4 parts separated by '|', "
+                f"optionally prefixed with 'imol|'), got {text!r} with {len(parts)} part(s)"
+            )
+        names = ("connector", "line", "chat", "user")
+        for name, part in zip(names, parts, strict=True):
+            if not part.strip():
+                raise ValueError(f"{parameter} has an empty {name} part: {text!r}")
+        connector, line, chat, user = parts
+        if not line.isdigit():
+            raise ValueError(
+                f"{parameter} must have a numeric line part, got {line!r} in {text!r}"
+            )
+        return cls(connector=connector, line_id=int(line), chat_id=chat, user_id=user)
+
+    def __str__(self) -> str:
+        return f"{self.connector}|{self.line_id}|{self.chat_id}|{self.user_id}"
+
+
+@attrs.frozen(slots=True)
+class Restrictions:
+    """What members may do in the chat (``restrictions``); ``True`` means allowed."""
+
+    avatar: bool | None = None
+    rename: bool | None = None
+    extend: bool | None = None
+    call: bool | None = None
+    mute: bool | None = None
+    leave: bool | None = None
+    leave_owner: bool | None = None
+    send: bool | None = None
+    user_list: bool | None = None
+
+
+@attrs.frozen(slots=True)
+class Permissions:
+    """Who may do what in the chat: each value is ``member``, ``manager`` or ``owner``."""
+
+    manage_users_add: str | None = None
+    manage_users_delete: str | None = None
+    manage_ui: str | None = None
+    manage_settings: str | None = None
+    manage_messages: str | None = None
+    can_post: str | None = None
+
+
+@attrs.frozen(slots=True)
+class EntityLink:
+    """The link from the chat to its entity (``entity_link``)."""
+
+    type: str | None = None
+    url: str | None = None
+    id: str | None = None
+
+
+@attrs.frozen(slots=True)
+class ReadEntry:
+    """One member's read position (an item of ``readed_list``)."""
+
+    user_id: int
+    user_name: str | None = None
+    message_id: int | None = None
+    date: datetime | None = None
+
+
+@attrs.frozen(slots=True)
+class Viewer:
+    """One of the first viewers of the last message."""
+
+    user_id: int
+    user_name: str | None = None
+    date: datetime | None = None
+
+
+@attrs.frozen(slots=True)
+class LastMessageViews:
+    """Who saw the last message (``last_message_views``)."""
+
+    message_id: int | None = None
+    first_viewers: tuple[Viewer, ...] = ()
+    count_of_viewers: int = 0
+
+
+def _part(parts: list[str], index: int) -> str:
+    return parts[index] if index < len(parts) else ""
+
+
+def _int_part(parts: list[str], index: int) -> int:
+    text = _part(parts, index).strip()
+    return int(text) if text.lstrip("-").isdigit() else 0
+
+
+def _flag_part(parts: list[str], index: int) -> bool:
+    return _part(parts, index).strip().upper() == "Y"
+
+
+def _time_part(parts: list[str], index: int) -> datetime | None:
+    seconds = _int_part(parts, index)
+    return datetime.fromtimestamp(seconds, tz=UTC) if seconds > 0 else None
+
+
+@attrs.frozen(slots=True)
+class SessionData:
+    """The operator chat's session fields, parsed from ``entity_data_1``.
+
+    Layout (PROTOCOL.md 7.3): ``CRM|CRM_ENTITY_TYPE|CRM_ENTITY_ID|PAUSE|WAIT_ACTION|
+    SESSION_ID|DATE_CREATE|LINE_ID|BLOCK_DATE|BLOCK_REASON``. Missing parts take the
+    defaults below, so the shorter strings of older portals parse too.
+    """
+
+    crm: bool = False
+    crm_entity_type: str = "NONE"
+    crm_entity_id: int = 0
+    pause: bool = False
+    wait_action: bool = False
+    session_id: int = 0
+    date_create: datetime | None = None
+    line_id: int = 0
+    block_date: datetime | None = None
+    block_reason: str = ""
+
+    @classmethod
+    def parse(cls, raw: str | None) -> SessionData:
+        """Parse an ``entity_data_1`` string; an empty or ``None`` value gives the defaults."""
+        parts = (raw or "").split("|")
+        return cls(
+            crm=_flag_part(parts, 0),
+            crm_entity_type=_part(parts, 1).strip() or "NONE",
+            crm_entity_id=_int_part(parts, 2),
+            pause=_flag_part(parts, 3),
+            wait_action=_flag_part(parts, 4),
+            session_id=_int_part(parts, 5),
+            date_create=_time_part(parts, 6),
+            line_id=_int_part(parts, 7),
+            block_date=_time_part(parts, 8),
+            block_reason=_part(parts, 9).strip(),
+        )
+
+
+@attrs.frozen(slots=True)
+class CrmBindings:
+    """The CRM entities bound to the chat, parsed from ``entity_data_2``.
+
+    Layout: pairs ``LEAD|<id>|COMPANY|<id>|CONTACT|<id>|DEAL|<id>``; ``0`` means none.
+    """
+
+    lead: int = 0
+    company: int = 0
+    contact: int = 0
+    deal: int = 0
+
+    @classmethod
+    def parse(cls, raw: str | None) -> CrmBindings:
+        """Parse an ``entity_data_2`` string; unknown pairs are ignored."""
+        parts = (raw or "").split("|")
+        found: dict[str, int] = {}
+        for index in range(0, len(parts) - 1, 2):
+            key = parts[index].strip().lower()
+            if key in ("lead", "company", "contact", "deal"):
+                found[key] = _int_part(parts, index + 1)
+        return cls(**found)
+
+
+@attrs.frozen(slots=True)
+class Dialog:
+    """An open line's operator chat, as ``imopenlines.dialog.get`` returns it.
+
+    The first 16 attributes (through ``type``) exist on every portal; the rest came with
+    the 38-field object of current portals and are ``None`` (or empty) on older ones.
+    Date fields are timezone-aware. Unknown fields are kept in ``extra``.
+    """
+
+    id: int
+    name: str | None = None
+    type: str | None = None
+    owner: int | None = None
+    extranet: bool | None = None
+    avatar: str | None = None
+    color: str | None = None
+    date_create: datetime | None = None
+    entity_type: str | None = None
+    entity_id: str | None = None
+    entity_data_1: str | None = None
+    entity_data_2: str | None = None
+    entity_data_3: str | None = None
+    manager_list: tuple[int, ...] = ()
+    message_type: str | None = None
+    dialog_id: str = attrs.field(default="")
+    # The fields of the current (38-field) chat object.
+    parent_chat_id: int | None = None
+    parent_message_id: int | None = None
+    description: str | None = None
+    counter: int | None = None
+    user_counter: int | None = None
+    message_count: int | None = None
+    unread_id: int | None = None
+    restrictions: Restrictions | None = None
+    last_message_id: int | None = None
+    last_id: int | None = None
+    marked_id: int | None = None
+    disk_folder_id: int | None = None
+    mute_list: tuple[int, ...] = ()
+    public: Any = None
+    role: str | None = None
+    entity_link: EntityLink | None = None
+    text_field_enabled: bool | None = None
+    background_id: str | None = None
+    permissions: Permissions | None = None
+    is_new: bool | None = None
+    readed_list: tuple[ReadEntry, ...] = ()
+    last_message_views: LastMessageViews | None = None
+    extra: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        # Portals of 2024 answer "dialog_id": null; the id is always "chat<ID>".
+        if not self.dialog_id:
+            object.__setattr__(self, "dialog_id", f"chat{self.id}")
+
+    @property
+    def chat_id(self) -> int:
+        """The chat id (the same as ``id``)."""
+        return self.id
+
+    @property
+    def user_code(self) -> UserCode | None:
+        """The open line's user code parsed from ``entity_id``, or ``None`` if it is not one."""
+        if not self.entity_id:
+            return None
+        try:
+            return UserCode.parse(self.entity_id, parameter="entity_id")
+        except ValueError:
+            return None
+
+    @property
+    def session(self) -> SessionData:
+        """The session fields parsed from ``entity_data_1``."""
+        return SessionData.parse(self.entity_data_1)
+
+    @property
+    def session_id(self) -> int | None:
+        """The current open-line session id, or ``None`` when the portal did not say."""
+        return self.session.session_id or None
+
+    @property
+    def crm(self) -> CrmBindings:
+        """The CRM bindings parsed from ``entity_data_2``."""
+        return CrmBindings.parse(self.entity_data_2)
+
+    @property
+    def silent_mode(self) -> bool:
+        """Whether the operator's silent mode is on (``entity_data_3`` is ``Y``)."""
+        return (self.entity_data_3 or "").strip().upper() == "Y"
