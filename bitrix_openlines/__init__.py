@@ -10,6 +10,7 @@ Quick start::
 
 from bitrix_openlines._version import __version__
 from bitrix_openlines.auth import DEFAULT_TOKEN_URL, Auth, OAuthAuth, OAuthTokens, WebhookAuth
+from bitrix_openlines.batch import BatchOutcome, DialogOutcome, InvalidQueryError
 from bitrix_openlines.client import OpenLinesClient
 from bitrix_openlines.errors import (
     AccessError,
@@ -45,12 +46,15 @@ __all__ = [
     "ApiError",
     "Auth",
     "AuthError",
+    "BatchOutcome",
     "CrmBindings",
     "DecodeError",
     "Dialog",
     "DialogGet",
+    "DialogOutcome",
     "EntityLink",
     "Hooks",
+    "InvalidQueryError",
     "LastMessageViews",
     "LeakyBucketLimiter",
     "Limiter",

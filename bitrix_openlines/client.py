@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Mapping
+import typing
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -20,6 +21,7 @@ import aiohttp
 from bitrix_openlines._convert import describe_error, structure, structure_time
 from bitrix_openlines._decode import decode_envelope
 from bitrix_openlines.auth import Auth, PreparedCall
+from bitrix_openlines.batch import BatchJob, BatchOutcome, DialogOutcome, ProgressCallback
 from bitrix_openlines.errors import (
     DecodeError,
     OpenLinesError,
@@ -42,6 +44,8 @@ __all__ = ["OpenLinesClient"]
 logger = logging.getLogger("bitrix_openlines")
 
 T = TypeVar("T")
+
+DialogQuery = DialogGet | Mapping[str, Any]
 
 _METHOD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*")
 _DEFAULT = RateLimit.standard()
@@ -131,6 +135,11 @@ class OpenLinesClient:
         return self._limiter
 
     @property
+    def retry_policy(self) -> RetryPolicy:
+        """The retry policy in use."""
+        return self._retry
+
+    @property
     def operating_budget(self) -> OperatingBudget:
         """The per-method time budget tracker."""
         return self._budget
@@ -200,6 +209,93 @@ class OpenLinesClient:
                 user_code=user_code,
             )
         )
+
+    # -- many calls ------------------------------------------------------------------
+
+    async def get_dialogs(
+        self,
+        queries: Iterable[DialogQuery] | AsyncIterable[DialogQuery],
+        *,
+        concurrency: int = 4,
+        window: int = 5000,
+        progress: ProgressCallback | None = None,
+    ) -> list[DialogOutcome]:
+        """Resolve many dialogs through ``batch`` calls; one outcome per query, in order.
+
+        A query is a :class:`DialogGet` or a mapping with exactly one of ``chat_id``,
+        ``dialog_id``, ``session_id``, ``user_code``. A malformed query, a forbidden or
+        unknown dialog fails alone (its outcome has ``.error``); nothing raises out of the
+        middle of the job. For huge inputs use :meth:`iter_dialogs`, whose memory does not
+        grow with the input.
+
+        Args:
+            queries: The queries (any iterable or async iterable).
+            concurrency: The most ``batch`` requests in flight at once.
+            window: The most queries held in memory at once.
+            progress: Called with ``(done, failed, total)`` after each outcome.
+        """
+        return [
+            outcome
+            async for outcome in self.iter_dialogs(
+                queries, concurrency=concurrency, window=window, progress=progress
+            )
+        ]
+
+    def iter_dialogs(
+        self,
+        queries: Iterable[DialogQuery] | AsyncIterable[DialogQuery],
+        *,
+        ordered: bool = True,
+        concurrency: int = 4,
+        window: int = 5000,
+        progress: ProgressCallback | None = None,
+    ) -> AsyncIterator[DialogOutcome]:
+        """Stream one outcome per query, in input order or (``ordered=False``) as completed.
+
+        At most ``window`` queries are held at once, so memory stays flat for any input
+        size. Leaving the loop early (``break``) or cancelling the task cancels the
+        batches in flight and leaves no task behind. See :meth:`get_dialogs`.
+        """
+        job = BatchJob(
+            self,
+            queries,
+            to_request=DialogGet.from_query,
+            ordered=ordered,
+            window=window,
+            concurrency=concurrency,
+            progress=progress,
+            outcome_type=DialogOutcome,
+        )
+        return typing.cast(AsyncIterator[DialogOutcome], aiter(job))
+
+    async def batch(
+        self,
+        methods: Iterable[Method[Any]] | AsyncIterable[Method[Any]],
+        *,
+        concurrency: int = 4,
+        window: int = 5000,
+        progress: ProgressCallback | None = None,
+    ) -> list[BatchOutcome[Any]]:
+        """Run any method objects through ``batch`` calls of up to 50; outcomes in order.
+
+        Identical calls are sent once and share their outcome; transient per-command
+        failures are retried; every method gets exactly one outcome.
+        """
+
+        def to_request(item: Any) -> Method[Any]:
+            if not isinstance(item, Method):
+                raise TypeError(f"expected a Method instance, got {type(item).__name__}")
+            return item
+
+        job = BatchJob(
+            self,
+            methods,
+            to_request=to_request,
+            window=window,
+            concurrency=concurrency,
+            progress=progress,
+        )
+        return [outcome async for outcome in job]
 
     # -- the call path ---------------------------------------------------------------
 

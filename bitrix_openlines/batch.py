@@ -1,0 +1,528 @@
+"""The batch engine: many method calls -> ``batch`` requests of <= 50 -> one outcome each.
+
+Pure pieces (encoding a command as the portal parses it, reading a ``batch`` answer) sit
+beside :class:`BatchJob`, which runs a stream of requests through the client:
+
+- requests are read lazily from any iterable or async iterable; at most ``window``
+  of them are held at a time (read but not yet handed out), so memory does not grow
+  with the input;
+- identical requests are sent once and share their outcome;
+- unique requests are packed into ``batch`` calls of at most 50 commands, and up to
+  ``concurrency`` batches are in flight, each waiting for its slot of the portal's
+  bucket (a batch costs one slot);
+- a command that failed for a transient reason (``OPERATION_TIME_LIMIT``,
+  ``QUERY_LIMIT_EXCEEDED``, ``INTERNAL_SERVER_ERROR`` inside the batch, or missing from the
+  answer) goes back in the queue; a whole ``batch`` request that fails (503, a dropped
+  connection, a 5xx) is retried whole by the client's retry policy; after the policy's
+  last attempt the remaining commands become failed outcomes;
+- every request ends with exactly one outcome: nothing is lost, duplicated or hidden.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections import deque
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Hashable,
+    Iterable,
+    Iterator,
+    Mapping,
+)
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from urllib.parse import quote_plus
+
+import attrs
+
+from bitrix_openlines._convert import describe_error, structure, structure_time
+from bitrix_openlines.errors import (
+    DecodeError,
+    OpenLinesError,
+    OperationTimeLimitError,
+    RateLimitError,
+    ServerError,
+    error_from_payload,
+)
+from bitrix_openlines.methods.base import Method
+from bitrix_openlines.types.common import TimeInfo
+from bitrix_openlines.types.dialog import Dialog
+
+if TYPE_CHECKING:
+    from bitrix_openlines.client import OpenLinesClient
+
+__all__ = [
+    "MAX_BATCH_COMMANDS",
+    "BatchJob",
+    "BatchOutcome",
+    "DialogOutcome",
+    "InvalidQueryError",
+    "encode_command",
+    "http_build_query",
+    "parse_batch_result",
+]
+
+T = TypeVar("T")
+
+MAX_BATCH_COMMANDS = 50
+"""The portal runs at most 50 commands per ``batch`` (PROTOCOL.md section 5)."""
+
+ProgressCallback = Callable[[int, int, int | None], Awaitable[None] | None]
+
+
+class InvalidQueryError(OpenLinesError, ValueError):
+    """A query of a batch job was malformed; it fails alone, before any request.
+
+    It is a ``ValueError`` too, so ``except ValueError`` catches it like the error the
+    same input raises from ``DialogGet(...)`` directly.
+    """
+
+
+@attrs.frozen(slots=True)
+class BatchOutcome(Generic[T]):
+    """The outcome of one request of a batch job: a result or an error, never both.
+
+    Attributes:
+        index: The request's position in the input (0-based).
+        query: The input item as given.
+        request: The method object (``None`` when the query was malformed).
+        result: The structured result, when the call succeeded.
+        error: The error, when it failed.
+        time: The command's ``time`` block (from ``result_time``), when given.
+    """
+
+    index: int
+    query: Any = attrs.field(repr=False)
+    request: Method[T] | None
+    result: T | None = attrs.field(default=None, repr=False)
+    error: OpenLinesError | None = None
+    time: TimeInfo | None = attrs.field(default=None, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        """Whether the request succeeded."""
+        return self.error is None
+
+
+@attrs.frozen(slots=True)
+class DialogOutcome(BatchOutcome["Dialog"]):
+    """The outcome of one dialog query: ``.dialog`` or ``.error``, and ``.ok``."""
+
+    @property
+    def dialog(self) -> Dialog | None:
+        """The dialog, when the query succeeded."""
+        return self.result
+
+
+# -- encoding --------------------------------------------------------------------------
+
+
+def _scalar(value: Any) -> str:
+    if value is True:
+        return "1"
+    if value is False:
+        return "0"
+    return str(value)
+
+
+def _pairs(prefix: str, value: Any) -> Iterator[tuple[str, str]]:
+    if value is None:
+        return
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _pairs(f"{prefix}[{key}]", item)
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            yield from _pairs(f"{prefix}[{index}]", item)
+    else:
+        yield prefix, _scalar(value)
+
+
+def http_build_query(params: Mapping[str, Any]) -> str:
+    """Encode ``params`` as PHP's ``http_build_query`` does (``a[b][0]=x``, ``+`` for space).
+
+    The portal decodes a batch command with PHP's ``parse_str``, so nested values use
+    bracket keys and every reserved character is percent-encoded (PROTOCOL.md 1 and 5).
+    ``None`` values are left out; ``True``/``False`` become ``1``/``0``.
+    """
+    parts: list[str] = []
+    for key, value in params.items():
+        for name, text in _pairs(str(key), value):
+            parts.append(f"{quote_plus(name, safe='[]')}={quote_plus(text, safe='')}")
+    return "&".join(parts)
+
+
+def encode_command(method: str, params: Mapping[str, Any]) -> str:
+    """Return one ``cmd`` entry: ``method?query`` (sent as is inside a JSON body)."""
+    query = http_build_query(params)
+    return f"{method}?{query}" if query else method
+
+
+# -- decoding --------------------------------------------------------------------------
+
+
+@attrs.frozen(slots=True)
+class _CommandResult:
+    """What the answer says of one command: a raw result or an error, or nothing."""
+
+    found: bool
+    result: Any = None
+    error: OpenLinesError | None = None
+    time: TimeInfo | None = None
+
+
+def _part(value: Any) -> Mapping[str, Any]:
+    # Empty parts arrive as [] (a PHP empty array); list-style keys 0..n as a JSON list.
+    if isinstance(value, Mapping):
+        return value
+    if isinstance(value, list):
+        return {str(index): item for index, item in enumerate(value)}
+    return {}
+
+
+def parse_batch_result(
+    result: Any,
+    keys: Iterable[str],
+    methods: Mapping[str, str],
+    *,
+    reset_at: float | None = None,
+) -> dict[str, _CommandResult]:
+    """Split a ``batch`` call's ``result`` into one entry per command key.
+
+    Args:
+        result: The outer answer's ``result``.
+        keys: The command keys sent.
+        methods: Command key -> the method it called (for the errors' ``method``).
+        reset_at: The outer ``time.operating_reset_at``, for ``OPERATION_TIME_LIMIT``.
+
+    Raises:
+        DecodeError: ``result`` is not a batch result at all.
+    """
+    if not isinstance(result, Mapping):
+        raise DecodeError(
+            f"a batch answer's result must be an object, got {type(result).__name__}",
+            status=200,
+            method="batch",
+        )
+    results = _part(result.get("result"))
+    errors = _part(result.get("result_error"))
+    times = _part(result.get("result_time"))
+    parsed: dict[str, _CommandResult] = {}
+    for key in keys:
+        method = methods.get(key)
+        time_info = structure_time(times.get(key))
+        if key in errors:
+            payload = errors[key]
+            if not isinstance(payload, Mapping):
+                payload = {"error": "ERROR_UNEXPECTED_ANSWER", "error_description": str(payload)}
+            error = error_from_payload(payload, status=200, method=method, reset_at=reset_at)
+            parsed[key] = _CommandResult(found=True, error=error, time=time_info)
+        elif key in results:
+            parsed[key] = _CommandResult(found=True, result=results[key], time=time_info)
+        else:
+            parsed[key] = _CommandResult(found=False)
+    return parsed
+
+
+# -- the job ---------------------------------------------------------------------------
+
+
+@attrs.define(slots=True, eq=False)
+class _Pending:
+    """One unique request in flight, and the inputs waiting on it."""
+
+    request: Method[Any]
+    indices: list[tuple[int, Any]]
+    attempts: int = 0
+    started: float | None = None
+
+
+@attrs.frozen(slots=True)
+class _Bad:
+    """A query that did not make a request (the error to report for it)."""
+
+    error: InvalidQueryError
+
+
+ToRequest = Callable[[Any], Method[Any]]
+
+
+class BatchJob:
+    """Run many requests through ``batch`` calls; iterate to get one outcome per request.
+
+    Args:
+        client: The client whose limiter, budget, retry policy and auth are used.
+        queries: Any iterable or async iterable of queries.
+        to_request: Turns a query into a method object; ``TypeError``/``ValueError`` from it
+            make that query a failed outcome.
+        ordered: Hand out outcomes in input order (else as they complete).
+        window: The most queries held at once (read but not yet handed out).
+        concurrency: The most ``batch`` requests in flight.
+        batch_size: Commands per ``batch`` (1..50).
+        progress: Called with ``(done, failed, total)`` after each outcome; ``total`` is
+            ``None`` when the input has no length.
+        outcome_type: The outcome class to build (``DialogOutcome`` for dialogs).
+    """
+
+    def __init__(
+        self,
+        client: OpenLinesClient,
+        queries: Iterable[Any] | AsyncIterable[Any],
+        *,
+        to_request: ToRequest,
+        ordered: bool = True,
+        window: int = 5000,
+        concurrency: int = 4,
+        batch_size: int = MAX_BATCH_COMMANDS,
+        progress: ProgressCallback | None = None,
+        outcome_type: type[BatchOutcome[Any]] = BatchOutcome,
+    ) -> None:
+        if isinstance(queries, str | bytes | Mapping) or not isinstance(
+            queries, Iterable | AsyncIterable
+        ):
+            raise TypeError(
+                "queries must be an iterable (list, generator, async iterable) of queries, "
+                f"got {type(queries).__name__}"
+            )
+        _int_in("concurrency", concurrency, 1, 1000)
+        _int_in("batch_size", batch_size, 1, MAX_BATCH_COMMANDS)
+        _int_in("window", window, batch_size, 10**9)
+        if progress is not None and not callable(progress):
+            raise TypeError("progress must be callable")
+        self._client = client
+        self._queries = queries
+        self._to_request = to_request
+        self._ordered = ordered
+        self._window = window
+        self._concurrency = concurrency
+        self._batch_size = batch_size
+        self._progress = progress
+        self._outcome = outcome_type
+        self._total: int | None = len(queries) if hasattr(queries, "__len__") else None  # type: ignore[arg-type]
+        self.done = 0
+        self.failed = 0
+
+    def __aiter__(self) -> AsyncIterator[BatchOutcome[Any]]:
+        return self._run()
+
+    async def _run(self) -> AsyncIterator[BatchOutcome[Any]]:
+        source = _as_async_iterator(self._queries)
+        exhausted = False
+        next_index = 0
+        next_emit = 0
+        held = 0  # read and not yet handed out
+        queue: deque[_Pending] = deque()
+        by_key: dict[Hashable, _Pending] = {}
+        ready: dict[int, BatchOutcome[Any]] = {}
+        ready_fifo: deque[BatchOutcome[Any]] = deque()
+        in_flight: set[asyncio.Task[list[tuple[_Pending, BatchOutcome[Any] | None]]]] = set()
+
+        def finish(outcome: BatchOutcome[Any]) -> None:
+            if self._ordered:
+                ready[outcome.index] = outcome
+            else:
+                ready_fifo.append(outcome)
+
+        try:
+            while True:
+                # 1. Read queries while the window has room.
+                while not exhausted and held < self._window:
+                    try:
+                        query = await anext(source)
+                    except StopAsyncIteration:
+                        exhausted = True
+                        break
+                    index = next_index
+                    next_index += 1
+                    held += 1
+                    request = self._make_request(query)
+                    if isinstance(request, _Bad):
+                        finish(
+                            self._outcome(
+                                index=index, query=query, request=None, error=request.error
+                            )
+                        )
+                        continue
+                    key = _key(request)
+                    pending = by_key.get(key)
+                    if pending is not None:
+                        pending.indices.append((index, query))
+                    else:
+                        pending = _Pending(request=request, indices=[(index, query)])
+                        by_key[key] = pending
+                        queue.append(pending)
+
+                # 2. Send batches. Step 1 stopped because the input ended or the window is
+                # full, so nothing more can join a partial batch now: send it too.
+                while queue and len(in_flight) < self._concurrency:
+                    chunk = [queue.popleft() for _ in range(min(self._batch_size, len(queue)))]
+                    in_flight.add(asyncio.ensure_future(self._send(chunk)))
+
+                # 3. Hand out what is ready.
+                while True:
+                    if self._ordered:
+                        outcome = ready.pop(next_emit, None)
+                        if outcome is None:
+                            break
+                        next_emit += 1
+                    else:
+                        if not ready_fifo:
+                            break
+                        outcome = ready_fifo.popleft()
+                    held -= 1
+                    await self._report(outcome)
+                    yield outcome
+
+                if not in_flight:
+                    if exhausted and not queue and not ready and not ready_fifo:
+                        return
+                    # Everything held is handed out or queued: read more, or send the rest.
+                    continue
+
+                # 4. Wait for a batch to end; spread its outcomes, re-queue the transient.
+                done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    in_flight.discard(task)
+                    for pending, outcome in task.result():
+                        if outcome is None:
+                            queue.appendleft(pending)
+                            continue
+                        del by_key[_key(pending.request)]
+                        finish(outcome)
+                        for index, query in pending.indices[1:]:
+                            # A duplicate shares the outcome of the one request sent.
+                            finish(attrs.evolve(outcome, index=index, query=query))
+        finally:
+            for task in in_flight:
+                task.cancel()
+            if in_flight:
+                await asyncio.gather(*in_flight, return_exceptions=True)
+
+    def _make_request(self, query: Any) -> Method[Any] | _Bad:
+        try:
+            return self._to_request(query)
+        except (TypeError, ValueError) as exc:
+            return _Bad(InvalidQueryError(f"invalid query: {exc}"))
+
+    async def _report(self, outcome: BatchOutcome[Any]) -> None:
+        self.done += 1
+        if not outcome.ok:
+            self.failed += 1
+        if self._progress is not None:
+            value = self._progress(self.done, self.failed, self._total)
+            if inspect.isawaitable(value):
+                await value
+
+    async def _send(
+        self, chunk: list[_Pending]
+    ) -> list[tuple[_Pending, BatchOutcome[Any] | None]]:
+        """Send one ``batch``; return each request's outcome, or ``None`` to re-queue it."""
+        client = self._client
+        policy = client.retry_policy
+        now = policy.clock()
+        for pending in chunk:
+            if pending.started is None:
+                pending.started = now
+        for method in {type(p.request).__api_method__ for p in chunk}:
+            await client.operating_budget.wait(method)
+        keys = [f"c{i}" for i in range(len(chunk))]
+        methods = {k: type(p.request).__api_method__ for k, p in zip(keys, chunk, strict=True)}
+        cmd = {
+            key: encode_command(methods[key], pending.request.to_params())
+            for key, pending in zip(keys, chunk, strict=True)
+        }
+        idempotent = all(type(p.request).__idempotent__ for p in chunk)
+        try:
+            envelope = await client._execute(
+                "batch", {"cmd": cmd, "halt": 0}, idempotent=idempotent, commands=len(chunk)
+            )
+            reset_at = _reset_at(envelope)
+            parsed = parse_batch_result(envelope.get("result"), keys, methods, reset_at=reset_at)
+        except OpenLinesError as error:
+            # The whole batch failed after the policy's last attempt: every command fails.
+            return [(p, self._failure(p, error)) for p in chunk]
+        out: list[tuple[_Pending, BatchOutcome[Any] | None]] = []
+        for key, pending in zip(keys, chunk, strict=True):
+            command = parsed[key]
+            client.operating_budget.observe(methods[key], command.time)
+            out.append((pending, self._settle(pending, command, reset_at)))
+        return out
+
+    def _settle(
+        self, pending: _Pending, command: _CommandResult, reset_at: float | None
+    ) -> BatchOutcome[Any] | None:
+        policy = self._client.retry_policy
+        method = type(pending.request).__api_method__
+        error = command.error
+        if not command.found:
+            error = DecodeError(
+                "the command is missing from the batch answer", status=200, method=method
+            )
+        if error is None:
+            returns = type(pending.request).__returns__
+            try:
+                result = structure(command.result, returns)
+            except Exception as exc:  # cattrs raises ExceptionGroups, TypeError, ...
+                return self._failure(
+                    pending,
+                    DecodeError(
+                        f"the result does not fit {getattr(returns, '__name__', returns)}: "
+                        f"{describe_error(exc)}",
+                        status=200,
+                        method=method,
+                    ),
+                )
+            index, query = pending.indices[0]
+            return self._outcome(
+                index=index, query=query, request=pending.request, result=result, time=command.time
+            )
+        idempotent = type(pending.request).__idempotent__
+        if isinstance(error, RateLimitError):
+            transient = True  # the command did not run: safe to send again
+        else:
+            # A server error or a missing answer may mean it ran: only idempotent again.
+            transient = idempotent and (isinstance(error, ServerError) or not command.found)
+        if isinstance(error, OperationTimeLimitError):
+            self._client.operating_budget.pause(method, error.reset_at or reset_at)
+        if transient:
+            if policy.counts_as_attempt(error):
+                pending.attempts += 1
+            remaining = policy.remaining(pending.started or policy.clock())
+            out_of_time = remaining is not None and remaining <= 0
+            if pending.attempts < policy.max_attempts and not out_of_time:
+                return None
+        return self._failure(pending, error)
+
+    def _failure(self, pending: _Pending, error: OpenLinesError) -> BatchOutcome[Any]:
+        index, query = pending.indices[0]
+        return self._outcome(index=index, query=query, request=pending.request, error=error)
+
+
+def _reset_at(envelope: Mapping[str, Any]) -> float | None:
+    time_info = structure_time(envelope.get("time"))
+    return time_info.operating_reset_at if time_info else None
+
+
+def _key(request: Method[Any]) -> Hashable:
+    # Two requests are the same when they would send the same command.
+    return encode_command(type(request).__api_method__, request.to_params())
+
+
+def _int_in(name: str, value: Any, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{name} must be an integer from {low} to {high}, got {value!r}")
+
+
+async def _as_async_iterator(items: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterator[Any]:
+    if isinstance(items, AsyncIterable):
+        async for item in items:
+            yield item
+        return
+    for position, item in enumerate(items):
+        yield item
+        if position % 1000 == 999:
+            # A long sync input must not starve the loop (in-flight batches, timeouts).
+            await asyncio.sleep(0)
