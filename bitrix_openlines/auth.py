@@ -374,21 +374,6 @@ class OAuthAuth(Auth):
         await self._notify(tokens)
         return tokens
 
-    async def exchange_code(self, transport: Transport, code: str) -> OAuthTokens:
-        """Exchange an authorization code for tokens (``grant_type=authorization_code``)."""
-        if not isinstance(code, str) or not code:
-            raise ValueError("code must be a non-empty string")
-        params = {
-            "grant_type": "authorization_code",
-            "client_id": self._client_id,
-            "client_secret": self._client_secret,
-            "code": code,
-        }
-        tokens = await self._request_tokens(transport, params)
-        self._tokens = tokens
-        await self._notify(tokens)
-        return tokens
-
     async def _request_tokens(self, transport: Transport, params: dict[str, str]) -> OAuthTokens:
         raw = await transport.get(self._token_url, params, method="oauth.token")
         body = decode_json(raw, "oauth.token")

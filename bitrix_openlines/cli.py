@@ -1,0 +1,216 @@
+"""The ``bitrix-openlines`` command: ``demo`` and ``fake-portal``.
+
+``demo`` starts a fake portal with the documented limits (2 requests/s, burst 50),
+resolves a few thousand dialogs through the public client, and prints a summary.
+``fake-portal`` runs the fake portal on a port for manual tests.
+
+Exit codes: 0 all went well, 1 some dialogs failed where they should not have, 2 usage
+error (argparse's own).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import random
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from bitrix_openlines._version import __version__
+
+__all__ = ["main"]
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 0 to 65535, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser of the ``bitrix-openlines`` command."""
+    parser = argparse.ArgumentParser(
+        prog="bitrix-openlines",
+        description="Bitrix24 Open Lines SDK: demo and tools.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser(
+        "demo",
+        help="resolve thousands of dialogs against a built-in fake portal",
+        description=(
+            "Start a fake portal with the documented limits, resolve dialogs through the "
+            "public client with get_dialogs, and print a summary."
+        ),
+    )
+    demo.add_argument("--dialogs", type=_positive_int, default=3000, help="queries (default 3000)")
+    demo.add_argument(
+        "--rate", type=_positive_float, default=2.0, help="portal drain, requests/s (default 2)"
+    )
+    demo.add_argument("--burst", type=_positive_int, default=50, help="portal bucket (default 50)")
+    demo.add_argument("--seed", type=int, default=7, help="random seed for the queries")
+
+    fake = commands.add_parser(
+        "fake-portal",
+        help="run the fake portal on a local port until Ctrl-C",
+        description="Run the fake Bitrix24 portal on 127.0.0.1 (test secrets are printed).",
+    )
+    fake.add_argument("--port", type=_port, default=0, help="port (default: a free one)")
+    fake.add_argument("--dialogs", type=_positive_int, default=100, help="dialogs to serve")
+    fake.add_argument("--rate", type=_positive_float, default=2.0, help="drain, requests/s")
+    fake.add_argument("--burst", type=_positive_int, default=50, help="bucket size")
+    fake.add_argument(
+        "--legacy-2024", action="store_true", help="answer like a 2024 portal (16 fields)"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; return the exit code."""
+    args = build_parser().parse_args(argv)
+    if args.command == "demo":
+        return asyncio.run(_demo(args, sys.stdout, sys.stderr))
+    if args.command == "fake-portal":
+        from bitrix_openlines.testing._serve import serve_forever
+
+        try:
+            asyncio.run(
+                serve_forever(
+                    args.port,
+                    dialogs=args.dialogs,
+                    rate=args.rate,
+                    burst=args.burst,
+                    legacy_2024=args.legacy_2024,
+                )
+            )
+        except KeyboardInterrupt:
+            pass
+        return 0
+    raise AssertionError(f"unknown command {args.command!r}")  # argparse prevents this
+
+
+class _Progress:
+    """A one-line progress display on a terminal; occasional lines otherwise."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._tty = stream.isatty()
+        self._last = 0.0
+
+    def __call__(self, done: int, failed: int, total: int | None) -> None:
+        now = time.monotonic()
+        final = total is not None and done == total
+        if not final and now - self._last < (0.2 if self._tty else 5.0):
+            return
+        self._last = now
+        of = f"/{total}" if total is not None else ""
+        percent = f" {100 * done / total:5.1f}%" if total else ""
+        line = f"dialogs {done}{of}{percent}  failed {failed}"
+        if self._tty:
+            self._stream.write("\r" + line + ("\n" if final else ""))
+        else:
+            self._stream.write(line + "\n")
+        self._stream.flush()
+
+
+async def _demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from bitrix_openlines import OpenLinesClient, RateLimit, WebhookAuth
+    from bitrix_openlines.testing import FakePortal
+
+    rng = random.Random(args.seed)
+    portal_dialogs = max(10, args.dialogs)
+    forbidden_count = max(1, portal_dialogs // 100)
+    async with FakePortal(
+        dialogs=portal_dialogs,
+        forbidden=range(1, forbidden_count + 1),
+        rate=args.rate,
+        burst=args.burst,
+        seed=args.seed,
+    ) as portal:
+        dialogs = portal.dialogs
+        queries: list[dict[str, Any]] = []
+        expected_failures = 0
+        for _ in range(args.dialogs):
+            roll = rng.random()
+            dialog = rng.choice(dialogs)
+            if roll < 0.01:
+                queries.append({"chat_id": 10_000_000 + rng.randrange(10**6)})  # unknown
+                expected_failures += 1
+                continue
+            kind = rng.choice(("chat_id", "dialog_id", "session_id", "user_code"))
+            value: Any = {
+                "chat_id": dialog.chat_id,
+                "dialog_id": dialog.dialog_id,
+                "session_id": dialog.session_id,
+                "user_code": dialog.user_code,
+            }[kind]
+            queries.append({kind: value})
+            expected_failures += int(dialog.forbidden)
+        limit = RateLimit(requests_per_second=args.rate, burst=args.burst)
+        unique = len({tuple(q.items()) for q in queries})
+        batches = math.ceil(unique / 50)
+        out.write(
+            f"fake portal at {portal.base_url} (limit {args.rate:g}/s, burst {args.burst}); "
+            f"resolving {len(queries)} dialog queries ({unique} unique) through batch...\n"
+        )
+        out.flush()
+        started = time.perf_counter()
+        async with OpenLinesClient(WebhookAuth(portal.webhook_url), rate_limit=limit) as client:
+            outcomes = await client.get_dialogs(queries, progress=_Progress(err))
+        elapsed = time.perf_counter() - started
+        stats = portal.stats
+    ok = sum(1 for o in outcomes if o.ok)
+    errors = Counter(o.error.code or type(o.error).__name__ for o in outcomes if o.error)
+    minimum = limit.minimum_seconds(batches)
+    rejected = sum(stats.rejections.get(code, 0) for code in ("QUERY_LIMIT_EXCEEDED",))
+    out.write(
+        "\nsummary\n"
+        f"  dialogs           {len(outcomes)} ({ok} ok, {len(outcomes) - ok} failed: "
+        f"{', '.join(f'{c} {n}' for c, n in errors.most_common()) or 'none'})\n"
+        f"  batch requests    {stats.by_method.get('batch', 0)} for {batches} batches "
+        f"of <= 50 unique queries\n"
+        f"  seconds           {elapsed:.2f}\n"
+        f"  theoretical min   {minimum:.2f} s  (max(0, {batches} - {args.burst}) / {args.rate:g})\n"
+        f"  server rejections {rejected} (QUERY_LIMIT_EXCEEDED)\n"
+    )
+    in_order = [o.index for o in outcomes] == list(range(len(queries)))
+    if len(outcomes) != len(queries) or not in_order or len(outcomes) - ok != expected_failures:
+        err.write(
+            f"unexpected: {len(outcomes)} outcomes for {len(queries)} queries, "
+            f"{len(outcomes) - ok} failed where {expected_failures} should\n"
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
