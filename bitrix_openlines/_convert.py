@@ -8,6 +8,7 @@ else with a message, so that a body that does not fit becomes one clear ``Decode
 
 from __future__ import annotations
 
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -27,6 +28,9 @@ T = TypeVar("T")
 
 converter = cattrs.Converter(detailed_validation=True, forbid_extra_keys=False)
 
+# ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+_INT = re.compile(r"-?[0-9]+")
+
 
 def _int(value: Any, _: Any) -> int:
     if isinstance(value, bool):
@@ -35,7 +39,7 @@ def _int(value: Any, _: Any) -> int:
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    if isinstance(value, str) and _INT.fullmatch(value.strip()):
         return int(value)
     raise TypeError(f"expected an integer, got {type(value).__name__} {_short(value)}")
 
@@ -130,6 +134,13 @@ def _make_optional_attrs_hook(tp: Any) -> Callable[[Any, Any], Any]:
         # PHP serialises an empty associative array as [], so "nothing" may be [] here.
         if value is None or value == [] or value == "":
             return None
+        if not isinstance(value, Mapping):
+            # cattrs would test `"field" in value`: a string like "all" would pass as an
+            # object whose fields are all missing.
+            raise TypeError(
+                f"expected an object for {inner.__name__}, got {type(value).__name__} "
+                f"{_short(value)}"
+            )
         return inner_hook(value, inner)
 
     return hook

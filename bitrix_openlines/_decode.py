@@ -5,18 +5,24 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from bitrix_openlines._redact import redact
 from bitrix_openlines.errors import DecodeError, error_from_payload
 from bitrix_openlines.transport import RawResponse
 
 __all__ = ["decode_envelope", "decode_json", "reset_at_of"]
 
 _EXCERPT = 120
+_SLACK = 256  # more than any secret is long
 
 
-def _excerpt(body: bytes) -> str:
-    text = body[:_EXCERPT].decode("utf-8", errors="replace")
-    text = " ".join(text.split())
-    return text + ("..." if len(body) > _EXCERPT else "")
+def _excerpt(raw: RawResponse) -> str:
+    # An error page may echo the request (the webhook path, the token query string):
+    # redact before cutting, so that no secret is left half-shown at the cut either.
+    text = raw.body[: _EXCERPT + _SLACK].decode("utf-8", errors="replace")
+    text = redact(" ".join(text.split()), raw.secrets)
+    return text[:_EXCERPT] + (
+        "..." if len(text) > _EXCERPT or len(raw.body) > _EXCERPT + _SLACK else ""
+    )
 
 
 def decode_json(raw: RawResponse, method: str | None) -> dict[str, Any]:
@@ -31,17 +37,17 @@ def decode_json(raw: RawResponse, method: str | None) -> dict[str, Any]:
         what = "an HTML page" if raw.body.lstrip()[:1] == b"<" else "a body that is not JSON"
         raise DecodeError(
             f"the portal sent {what} (Content-Type {raw.content_type or 'none'}): "
-            f"{_excerpt(raw.body)!r}",
+            f"{_excerpt(raw)!r}",
             status=raw.status,
             method=method,
-            excerpt=_excerpt(raw.body),
+            excerpt=_excerpt(raw),
         ) from None
     if not isinstance(value, dict):
         raise DecodeError(
-            f"the portal sent JSON {type(value).__name__}, not an object: {_excerpt(raw.body)!r}",
+            f"the portal sent JSON {type(value).__name__}, not an object: {_excerpt(raw)!r}",
             status=raw.status,
             method=method,
-            excerpt=_excerpt(raw.body),
+            excerpt=_excerpt(raw),
         )
     return value
 
@@ -83,9 +89,9 @@ def decode_envelope(raw: RawResponse, method: str | None) -> dict[str, Any]:
         )
     if "result" not in envelope:
         raise DecodeError(
-            f"the answer has neither 'result' nor 'error': {_excerpt(raw.body)!r}",
+            f"the answer has neither 'result' nor 'error': {_excerpt(raw)!r}",
             status=raw.status,
             method=method,
-            excerpt=_excerpt(raw.body),
+            excerpt=_excerpt(raw),
         )
     return envelope

@@ -18,6 +18,7 @@ import ipaddress
 import logging
 import re
 import time
+import traceback
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -26,8 +27,14 @@ from urllib.parse import urlsplit
 import attrs
 
 from bitrix_openlines._decode import decode_json
-from bitrix_openlines._redact import MASK
-from bitrix_openlines.errors import AuthError, DecodeError, TransportError, error_from_payload
+from bitrix_openlines._redact import MASK, redact
+from bitrix_openlines.errors import (
+    AuthError,
+    DecodeError,
+    ServerError,
+    TransportError,
+    error_from_payload,
+)
 from bitrix_openlines.transport import Transport
 
 __all__ = [
@@ -77,6 +84,14 @@ class PreparedCall:
     url: str
     payload: dict[str, Any]
     token: str | None = attrs.field(default=None, repr=False)
+
+    def __repr__(self) -> str:
+        # The URL holds a webhook's code and the payload an OAuth token: show neither
+        # (tracebacks with local variables print this object).
+        parts = urlsplit(self.url)
+        return (
+            f"PreparedCall(portal='{parts.scheme}://{parts.netloc}', keys={sorted(self.payload)})"
+        )
 
 
 class Auth(abc.ABC):
@@ -263,7 +278,8 @@ class OAuthAuth(Auth):
     (store it: the old refresh token no longer works) before any call is replayed. A
     refresh that fails with an OAuth error (``invalid_grant``: the refresh token is used
     or expired) raises the same :class:`AuthError` in every waiter and is not tried again
-    for that token; a network failure is raised too, but a later call may try again.
+    for that token; a network failure or a 5xx of the OAuth server is raised too, but a
+    later call may try again.
 
     Args:
         client_id: The application's client id.
@@ -355,8 +371,9 @@ class OAuthAuth(Auth):
             self._inflight = None
             return
         error = future.exception()  # also marks the exception as retrieved
-        if isinstance(error, TransportError | DecodeError):
-            # A network failure says nothing about the refresh token: allow a new try.
+        if isinstance(error, TransportError | DecodeError | ServerError):
+            # A network or server failure says nothing about the refresh token: allow a new
+            # try.
             self._inflight = None
 
     async def _refresh(self, transport: Transport) -> OAuthTokens:
@@ -380,6 +397,9 @@ class OAuthAuth(Auth):
         # The OAuth server may answer an error with status 200 (wrong_client, PROTOCOL 3.2).
         if "error" in body or raw.status >= 400:
             error = error_from_payload(body, status=raw.status, method="oauth.token")
+            if isinstance(error, ServerError):
+                # The OAuth server failed (5xx): the refresh token may still be good.
+                raise error
             if not isinstance(error, AuthError):
                 error = AuthError(
                     error.description, code=error.code, status=error.status, method="oauth.token"
@@ -401,8 +421,10 @@ class OAuthAuth(Auth):
             outcome = self._on_refresh(tokens)
             if inspect.isawaitable(outcome):
                 await outcome
-        except Exception:
-            logger.exception("on_refresh failed; the new tokens are still used in memory")
+        except Exception as exc:
+            # The callback's error may quote the tokens it failed to store: redact it.
+            details = redact("".join(traceback.format_exception(exc)), self.secrets())
+            logger.error("on_refresh failed; the new tokens are still used in memory\n%s", details)
 
     def secrets(self) -> tuple[str, ...]:
         """The client secret and every token pair seen."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import math
 import random
 import sys
@@ -72,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
             "public client with get_dialogs, and print a summary."
         ),
     )
-    demo.add_argument("--dialogs", type=_positive_int, default=3000, help="queries (default 3000)")
+    demo.add_argument("--dialogs", type=_positive_int, default=5000, help="queries (default 5000)")
     demo.add_argument(
         "--rate", type=_positive_float, default=2.0, help="portal drain, requests/s (default 2)"
     )
@@ -102,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "fake-portal":
         from bitrix_openlines.testing._serve import serve_forever
 
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(
                 serve_forever(
                     args.port,
@@ -112,8 +113,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                     legacy_2024=args.legacy_2024,
                 )
             )
-        except KeyboardInterrupt:
-            pass
         return 0
     raise AssertionError(f"unknown command {args.command!r}")  # argparse prevents this
 
@@ -191,7 +190,7 @@ async def _demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     ok = sum(1 for o in outcomes if o.ok)
     errors = Counter(o.error.code or type(o.error).__name__ for o in outcomes if o.error)
     minimum = limit.minimum_seconds(batches)
-    rejected = sum(stats.rejections.get(code, 0) for code in ("QUERY_LIMIT_EXCEEDED",))
+    rejected = stats.rejections.get("QUERY_LIMIT_EXCEEDED", 0)
     out.write(
         "\nsummary\n"
         f"  dialogs           {len(outcomes)} ({ok} ok, {len(outcomes) - ok} failed: "
@@ -199,7 +198,8 @@ async def _demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         f"  batch requests    {stats.by_method.get('batch', 0)} for {batches} batches "
         f"of <= 50 unique queries\n"
         f"  seconds           {elapsed:.2f}\n"
-        f"  theoretical min   {minimum:.2f} s  (max(0, {batches} - {args.burst}) / {args.rate:g})\n"
+        f"  theoretical min   {minimum:.2f} s  "
+        f"(max(0, {batches} - {args.burst}) / {args.rate:g})\n"
         f"  server rejections {rejected} (QUERY_LIMIT_EXCEEDED)\n"
     )
     in_order = [o.index for o in outcomes] == list(range(len(queries)))

@@ -50,12 +50,17 @@ class Timeouts:
 
 @attrs.frozen(slots=True)
 class RawResponse:
-    """An HTTP answer before any decoding."""
+    """An HTTP answer before any decoding.
+
+    ``secrets`` are the strings the transport hides from error texts: a body quoted in an
+    error (an HTML page that echoes the request path, say) must hide them too.
+    """
 
     status: int
     body: bytes
     content_type: str
     elapsed: float
+    secrets: tuple[str, ...] = attrs.field(default=(), repr=False, eq=False)
 
 
 class Transport:
@@ -87,7 +92,7 @@ class Transport:
         self._timeout = aiohttp.ClientTimeout(
             total=self._timeouts.total, connect=self._timeouts.connect
         )
-        self._secrets = tuple(secrets)
+        self._secrets = tuple(dict.fromkeys(secrets))
         self._limit = limit
         self._closed = False
 
@@ -98,7 +103,8 @@ class Transport:
 
     def add_secrets(self, secrets: Iterable[str]) -> None:
         """Hide these strings from error texts too (tokens arrive after construction)."""
-        self._secrets = (*self._secrets, *secrets)
+        # Deduplicated: every refresh adds the current secrets again.
+        self._secrets = tuple(dict.fromkeys((*self._secrets, *secrets)))
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._closed:
@@ -147,6 +153,7 @@ class Transport:
                     body=body,
                     content_type=response.headers.get("Content-Type", ""),
                     elapsed=time.perf_counter() - started,
+                    secrets=self._secrets,
                 )
         except TimeoutError:
             raise RequestTimeoutError(
@@ -173,7 +180,8 @@ class Transport:
 def _moved(response: aiohttp.ClientResponse, method: str | None) -> PortalMovedError:
     location = response.headers.get("Location", "")
     parts = urlsplit(location)
-    new_address = f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else None
+    host = parts.netloc.rpartition("@")[2]  # never a user:password@ part
+    new_address = f"{parts.scheme}://{host}" if parts.scheme and host else None
     where = f" to {new_address}" if new_address else ""
     return PortalMovedError(
         f"the portal answered {response.status} (moved{where}): it was renamed; "

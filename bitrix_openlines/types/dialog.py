@@ -35,6 +35,8 @@ __all__ = [
 ]
 
 _DIALOG_ID = re.compile(r"chat([0-9]+)")
+# ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+_INT = re.compile(r"-?[0-9]+")
 _USER_CODE_PREFIX = "imol|"
 
 
@@ -45,7 +47,8 @@ def chat_id_from_dialog_id(dialog_id: str) -> int:
         ValueError: ``dialog_id`` is not ``chat`` followed by digits.
     """
     match = _DIALOG_ID.fullmatch(dialog_id)
-    if match is None:
+    # "chat0" names no chat, just as chat_id=0 does not.
+    if match is None or int(match.group(1)) == 0:
         raise ValueError(
             f"dialog_id must look like 'chat123' (the word 'chat' and the chat's number), "
             f"got {dialog_id!r}"
@@ -100,7 +103,7 @@ class UserCode:
             if not part.strip():
                 raise ValueError(f"{parameter} has an empty {name} part: {text!r}")
         connector, line, chat, user = parts
-        if not line.isdigit():
+        if not line.isascii() or not line.isdigit():
             raise ValueError(
                 f"{parameter} must have a numeric line part, got {line!r} in {text!r}"
             )
@@ -180,7 +183,7 @@ def _part(parts: list[str], index: int) -> str:
 
 def _int_part(parts: list[str], index: int) -> int:
     text = _part(parts, index).strip()
-    return int(text) if text.lstrip("-").isdigit() else 0
+    return int(text) if _INT.fullmatch(text) else 0
 
 
 def _flag_part(parts: list[str], index: int) -> bool:
@@ -189,7 +192,12 @@ def _flag_part(parts: list[str], index: int) -> bool:
 
 def _time_part(parts: list[str], index: int) -> datetime | None:
     seconds = _int_part(parts, index)
-    return datetime.fromtimestamp(seconds, tz=UTC) if seconds > 0 else None
+    if seconds <= 0:
+        return None
+    try:
+        return datetime.fromtimestamp(seconds, tz=UTC)
+    except (OverflowError, OSError, ValueError):  # a garbage timestamp: no date
+        return None
 
 
 @attrs.frozen(slots=True)
