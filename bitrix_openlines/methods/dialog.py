@@ -50,9 +50,9 @@ def _user_code(value: Any) -> str | None:
 class DialogGet(Method[Dialog]):
     """Get an open line's operator chat by one of its four identifiers.
 
-    Give exactly one of the arguments.
+    Give exactly one of the attributes (they are the constructor's keyword arguments).
 
-    Args:
+    Attributes:
         chat_id: The chat id (``13``).
         dialog_id: ``chat`` and the chat id (``"chat29"``).
         session_id: An open-line session id (``1743``).
