@@ -25,6 +25,7 @@ from bitrix_openlines.hooks import Hooks, RefreshEvent, RequestEvent, RetryEvent
 from bitrix_openlines.methods import DialogGet, Method, get_method, register_method
 from bitrix_openlines.ratelimit import LeakyBucketLimiter, Limiter, OperatingBudget, RateLimit
 from bitrix_openlines.retry import RetryPolicy
+from bitrix_openlines.sync import SyncOpenLinesClient
 from bitrix_openlines.transport import Timeouts
 from bitrix_openlines.types.common import Response, TimeInfo
 from bitrix_openlines.types.dialog import (
@@ -75,6 +76,7 @@ __all__ = [
     "RetryEvent",
     "RetryPolicy",
     "SessionData",
+    "SyncOpenLinesClient",
     "TimeInfo",
     "Timeouts",
     "TransportError",

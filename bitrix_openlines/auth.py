@@ -31,6 +31,7 @@ from bitrix_openlines._redact import MASK, redact
 from bitrix_openlines.errors import (
     AuthError,
     DecodeError,
+    OpenLinesError,
     ServerError,
     TransportError,
     error_from_payload,
@@ -97,6 +98,9 @@ class PreparedCall:
 class Auth(abc.ABC):
     """Base class of the credentials a client uses."""
 
+    def __init__(self) -> None:
+        self._refresh_listeners: list[RefreshListener] = []
+
     @property
     @abc.abstractmethod
     def portal(self) -> str:
@@ -118,6 +122,25 @@ class Auth(abc.ABC):
         """The strings that must never be shown (for redaction)."""
         return ()
 
+    def add_refresh_listener(self, listener: RefreshListener) -> None:
+        """Call ``listener(ok, seconds, error)`` once after each refresh attempt."""
+        self._refresh_listeners.append(listener)
+
+    def remove_refresh_listener(self, listener: RefreshListener) -> None:
+        """Stop calling ``listener`` (no error if it was not added)."""
+        if listener in self._refresh_listeners:
+            self._refresh_listeners.remove(listener)
+
+    def _refreshed(self, ok: bool, seconds: float, error: OpenLinesError | None) -> None:
+        for listener in list(self._refresh_listeners):
+            try:
+                listener(ok, seconds, error)
+            except Exception:
+                logger.exception("a refresh listener raised; ignored")
+
+
+RefreshListener = Callable[[bool, float, OpenLinesError | None], None]
+
 
 class WebhookAuth(Auth):
     """An incoming webhook: ``https://<portal>/rest/<user_id>/<code>/``.
@@ -135,6 +158,7 @@ class WebhookAuth(Auth):
     """
 
     def __init__(self, url: str, *, allow_http: bool = False) -> None:
+        super().__init__()
         if not isinstance(url, str):
             raise TypeError(f"url must be a str, got {type(url).__name__}")
         parts = urlsplit(url.strip())
@@ -302,6 +326,7 @@ class OAuthAuth(Auth):
         on_refresh: RefreshCallback | None = None,
         allow_http: bool = False,
     ) -> None:
+        super().__init__()
         for name, value in (("client_id", client_id), ("client_secret", client_secret)):
             if not isinstance(value, str) or not value:
                 raise ValueError(f"{name} must be a non-empty string")
@@ -383,12 +408,18 @@ class OAuthAuth(Auth):
             "client_secret": self._client_secret,
             "refresh_token": self._tokens.refresh_token,
         }
-        tokens = await self._request_tokens(transport, params)
+        started = time.perf_counter()
+        try:
+            tokens = await self._request_tokens(transport, params)
+        except OpenLinesError as error:
+            self._refreshed(False, time.perf_counter() - started, error)
+            raise
         self._old_secrets.extend((self._tokens.access_token, self._tokens.refresh_token))
         self._tokens = tokens
         self.refresh_count += 1
         logger.info("oauth tokens refreshed (refresh #%d)", self.refresh_count)
         await self._notify(tokens)
+        self._refreshed(True, time.perf_counter() - started, None)
         return tokens
 
     async def _request_tokens(self, transport: Transport, params: dict[str, str]) -> OAuthTokens:

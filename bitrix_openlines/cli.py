@@ -90,6 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
     fake.add_argument("--rate", type=_positive_float, default=2.0, help="drain, requests/s")
     fake.add_argument("--burst", type=_positive_int, default=50, help="bucket size")
     fake.add_argument(
+        "--no-limits",
+        action="store_true",
+        help="no leaky bucket and no operating-time limit (--rate and --burst are ignored)",
+    )
+    fake.add_argument(
         "--legacy-2024", action="store_true", help="answer like a 2024 portal (16 fields)"
     )
     return parser
@@ -103,14 +108,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "fake-portal":
         from bitrix_openlines.testing._serve import serve_forever
 
+        limits: dict[str, Any] = (
+            {"rate": None, "burst": None, "operating_limit": None}
+            if args.no_limits
+            else {"rate": args.rate, "burst": args.burst}
+        )
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(
                 serve_forever(
-                    args.port,
-                    dialogs=args.dialogs,
-                    rate=args.rate,
-                    burst=args.burst,
-                    legacy_2024=args.legacy_2024,
+                    args.port, dialogs=args.dialogs, legacy_2024=args.legacy_2024, **limits
                 )
             )
         return 0

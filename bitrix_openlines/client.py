@@ -97,6 +97,13 @@ class OpenLinesClient:
             raise TypeError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
         if timeouts is not None and not isinstance(timeouts, Timeouts):
             raise TypeError(f"timeouts must be Timeouts, got {type(timeouts).__name__}")
+        if operating_budget is not None and not isinstance(operating_budget, OperatingBudget):
+            raise TypeError(
+                "operating_budget must be an OperatingBudget, "
+                f"got {type(operating_budget).__name__}"
+            )
+        if hooks is not None and not isinstance(hooks, Hooks):
+            raise TypeError(f"hooks must be Hooks, got {type(hooks).__name__}")
         self._auth = auth
         if limiter is None and rate_limit is not None:
             limiter = LeakyBucketLimiter(rate_limit)
@@ -106,6 +113,7 @@ class OpenLinesClient:
         self._hooks = hooks or Hooks()
         self._transport = Transport(session, timeouts=timeouts)
         self._transport.add_secrets(auth.secrets())
+        auth.add_refresh_listener(self._on_refreshed)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -122,6 +130,7 @@ class OpenLinesClient:
 
     async def close(self) -> None:
         """Close the HTTP session if the client created it (a borrowed one stays open)."""
+        self._auth.remove_refresh_listener(self._on_refreshed)
         await self._transport.close()
 
     @property
@@ -306,8 +315,7 @@ class OpenLinesClient:
 
         def pause_for(error: BaseException) -> float:
             if isinstance(error, OperationTimeLimitError):
-                until = self._budget.paused_until(method)
-                return 0.0 if until is None else max(0.0, until - time.time())
+                return self._budget.pause_remaining(method)
             return 0.0
 
         def on_retry(error: BaseException, attempt: int, reason: str, delay: float) -> None:
@@ -353,31 +361,21 @@ class OpenLinesClient:
                 prepared = await self._auth.prepare(method, params)
 
     async def _refresh(self, prepared: PreparedCall) -> bool:
-        started = time.perf_counter()
-        before = self._auth.secrets()
-        try:
-            renewed = await self._auth.refresh(prepared, self._transport)
-        except OpenLinesError as error:
-            self._hooks.emit(
-                self._hooks.on_refresh,
-                RefreshEvent(
-                    portal=self._auth.portal,
-                    ok=False,
-                    duration=time.perf_counter() - started,
-                    error_code=error.code or type(error).__name__,
-                ),
-            )
-            raise
-        after = self._auth.secrets()
-        if after != before:
-            self._transport.add_secrets(after)
-            self._hooks.emit(
-                self._hooks.on_refresh,
-                RefreshEvent(
-                    portal=self._auth.portal, ok=True, duration=time.perf_counter() - started
-                ),
-            )
-        return renewed
+        return await self._auth.refresh(prepared, self._transport)
+
+    def _on_refreshed(self, ok: bool, duration: float, error: OpenLinesError | None) -> None:
+        # Called once per refresh by the auth's single flight, however many tasks wait.
+        if ok:
+            self._transport.add_secrets(self._auth.secrets())
+        self._hooks.emit(
+            self._hooks.on_refresh,
+            RefreshEvent(
+                portal=self._auth.portal,
+                ok=ok,
+                duration=duration,
+                error_code=None if error is None else error.code or type(error).__name__,
+            ),
+        )
 
     async def _send(
         self, method: str, prepared: PreparedCall, attempt: int, commands: int

@@ -232,6 +232,11 @@ class OperatingBudget:
         until = self._paused_until.get(method.lower())
         return until if until is not None and until > self._clock() else None
 
+    def pause_remaining(self, method: str) -> float:
+        """Seconds until ``method`` may go again (0 when it is not paused)."""
+        until = self._paused_until.get(method.lower())
+        return 0.0 if until is None else max(0.0, until - self._clock())
+
     def operating(self, method: str) -> float | None:
         """The last ``operating`` seconds the portal reported for ``method``."""
         return self._operating.get(method.lower())

@@ -20,6 +20,7 @@ by ``max_attempts`` and by an overall ``deadline`` per call.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -46,7 +47,12 @@ Sleep = Callable[[float], Awaitable[None]]
 def _check(name: str, value: object, *, minimum: float, allow_none: bool = False) -> None:
     if value is None and allow_none:
         return
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or math.isnan(value)  # NaN compares false with everything: no deadline at all
+        or value < minimum
+    ):
         raise ValueError(f"RetryPolicy.{name} must be a number >= {minimum}, got {value!r}")
 
 

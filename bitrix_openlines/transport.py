@@ -140,6 +140,11 @@ class Transport:
         self, verb: str, url: str, *, method: str | None, **kwargs: Any
     ) -> RawResponse:
         session = self._get_session()
+        if "User-Agent" not in session.headers:
+            # A borrowed session without its own User-Agent still names the SDK.
+            headers = dict(kwargs.pop("headers", None) or {})
+            headers.setdefault("User-Agent", _USER_AGENT)
+            kwargs["headers"] = headers
         started = time.perf_counter()
         try:
             async with session.request(

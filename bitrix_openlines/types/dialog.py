@@ -34,7 +34,8 @@ __all__ = [
     "chat_id_from_dialog_id",
 ]
 
-_DIALOG_ID = re.compile(r"chat([0-9]+)")
+# The server checks /^chat[0-9]+$/i (Im\\Common::isChatId): any case of "chat".
+_DIALOG_ID = re.compile(r"chat([0-9]+)", re.IGNORECASE)
 # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
 _INT = re.compile(r"-?[0-9]+")
 _USER_CODE_PREFIX = "imol|"

@@ -1,0 +1,292 @@
+"""The HTTP edge: redirects, timeouts, network errors, the session's lifecycle, headers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from _unit_helpers import (
+    DIALOG_GET,
+    WEBHOOK_CODE,
+    dialog_example,
+    make_client,
+    recorded,
+    webhook_url,
+)
+from aioresponses import aioresponses
+
+from bitrix_openlines import RetryPolicy, Timeouts, __version__
+from bitrix_openlines.errors import (
+    PortalMovedError,
+    RequestTimeoutError,
+    TransportError,
+)
+from bitrix_openlines.transport import RawResponse, Transport
+
+URL = webhook_url(DIALOG_GET)
+
+# -- redirects ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+@pytest.mark.parametrize(
+    ("location", "new_address"),
+    [
+        (
+            f"https://renamed.bitrix24.com/rest/1/{WEBHOOK_CODE}/imopenlines.dialog.get.json",
+            "https://renamed.bitrix24.com",
+        ),
+        ("https://renamed.bitrix24.com:8443/rest/", "https://renamed.bitrix24.com:8443"),
+        ("https://renamed.bitrix24.com", "https://renamed.bitrix24.com"),
+        (f"https://admin:{WEBHOOK_CODE}@renamed.bitrix24.com/x", "https://renamed.bitrix24.com"),
+        (f"/rest/1/{WEBHOOK_CODE}/elsewhere.json", None),
+        ("", None),
+    ],
+)
+async def test_redirect_is_portal_moved_and_not_followed(
+    status: int, location: str, new_address: str | None
+) -> None:
+    with aioresponses() as mocked:
+        mocked.post(URL, status=status, headers={"Location": location}, repeat=True)
+        async with make_client() as client:
+            with pytest.raises(PortalMovedError) as caught:
+                await client.get_dialog(chat_id=13)
+        # One request (not retried, not followed: no other URL was asked for).
+        assert len(recorded(mocked, "POST", URL)) == 1
+        assert len(mocked.requests) == 1
+    error = caught.value
+    assert error.new_address == new_address
+    assert error.status == status
+    assert error.method == DIALOG_GET
+    assert WEBHOOK_CODE not in str(error)
+    assert WEBHOOK_CODE not in repr(error)
+    if new_address:
+        assert new_address in str(error)
+
+
+# -- timeouts and network errors ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "exception",
+    [
+        TimeoutError(),
+        TimeoutError("read timed out"),
+        aiohttp.ServerTimeoutError("Timeout on reading data from socket"),
+        aiohttp.ConnectionTimeoutError("Connection timeout"),
+        aiohttp.SocketTimeoutError("Timeout on reading data from socket"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+async def test_timeouts_become_request_timeout_error(exception: Exception) -> None:
+    with aioresponses() as mocked:
+        mocked.post(URL, exception=exception)
+        async with make_client(
+            retry=RetryPolicy.never(), timeouts=Timeouts(connect=3.0, total=20.0)
+        ) as client:
+            with pytest.raises(RequestTimeoutError) as caught:
+                await client.get_dialog(chat_id=13)
+    error = caught.value
+    assert error.method == DIALOG_GET
+    assert error.status is None
+    assert "connect 3.0s" in str(error)
+    assert "total 20.0s" in str(error)
+
+
+async def test_timeouts_are_retried_for_dialog_get(docs_examples: Path) -> None:
+    with aioresponses() as mocked:
+        mocked.post(URL, exception=TimeoutError())
+        mocked.post(URL, payload=dialog_example(docs_examples))
+        async with make_client() as client:
+            assert (await client.get_dialog(chat_id=13)).id == 1777
+        assert len(recorded(mocked, "POST", URL)) == 2
+
+
+@pytest.mark.parametrize(
+    "exception",
+    [
+        aiohttp.ClientOSError(104, "Connection reset by peer"),
+        aiohttp.ServerDisconnectedError(),
+        aiohttp.ClientPayloadError("Response payload is not completed"),
+        aiohttp.ClientConnectionError("Cannot connect"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+async def test_network_errors_become_transport_error(exception: Exception) -> None:
+    with aioresponses() as mocked:
+        mocked.post(URL, exception=exception)
+        async with make_client(retry=RetryPolicy.never()) as client:
+            with pytest.raises(TransportError) as caught:
+                await client.get_dialog(chat_id=13)
+    error = caught.value
+    assert type(error) is TransportError
+    assert error.method == DIALOG_GET
+    assert error.status is None
+    assert type(exception).__name__ in str(error)
+    assert error.__cause__ is None
+    assert error.__suppress_context__ is True
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"connect": 0}, "connect"),
+        ({"connect": -1.0}, "connect"),
+        ({"total": 0}, "total"),
+        ({"total": "75"}, "total"),
+        ({"total": True}, "total"),
+    ],
+)
+def test_timeouts_validation(kwargs: dict[str, Any], name: str) -> None:
+    with pytest.raises(ValueError, match=f"Timeouts.{name}"):
+        Timeouts(**kwargs)
+
+
+def test_default_timeouts_leave_room_for_the_60s_cloud_limit() -> None:
+    assert Timeouts().total > 60
+
+
+# -- the session's lifecycle -------------------------------------------------------------
+
+
+async def test_owned_session_is_closed_on_close(docs_examples: Path) -> None:
+    with aioresponses() as mocked:
+        mocked.post(URL, payload=dialog_example(docs_examples))
+        async with make_client() as client:
+            await client.get_dialog(chat_id=13)
+            transport = client._transport
+            assert transport.owns_session is True
+            session = transport._session
+            assert session is not None
+            assert session.closed is False
+    assert session.closed is True
+
+
+async def test_closing_an_unused_client_is_harmless() -> None:
+    client = make_client()
+    await client.close()
+    await client.close()
+    assert client._transport._session is None
+
+
+async def test_injected_session_is_never_closed(docs_examples: Path) -> None:
+    with aioresponses() as mocked:
+        mocked.post(URL, payload=dialog_example(docs_examples), repeat=True)
+        async with aiohttp.ClientSession() as session:
+            async with make_client(session=session) as client:
+                assert client._transport.owns_session is False
+                await client.get_dialog(chat_id=13)
+            assert session.closed is False
+            await client.close()
+            assert session.closed is False
+            # The session still works for its owner.
+            async with session.post(URL, json={}) as response:
+                assert response.status == 200
+
+
+@pytest.mark.parametrize("injected", [False, True])
+async def test_client_used_after_close_raises_a_clear_error(
+    docs_examples: Path, injected: bool
+) -> None:
+    with aioresponses() as mocked:
+        mocked.post(URL, payload=dialog_example(docs_examples), repeat=True)
+        async with aiohttp.ClientSession() as session:
+            client = make_client(session=session if injected else None)
+            async with client:
+                await client.get_dialog(chat_id=13)
+            with pytest.raises(RuntimeError, match="closed"):
+                await client.get_dialog(chat_id=13)
+            with pytest.raises(RuntimeError, match="closed"):
+                await client.call_raw(DIALOG_GET, {"CHAT_ID": 13})
+        assert len(recorded(mocked, "POST", URL)) == 1
+
+
+def test_session_must_be_a_client_session() -> None:
+    with pytest.raises(TypeError, match="session"):
+        Transport("not a session")  # type: ignore[arg-type]
+
+
+# -- what is sent ------------------------------------------------------------------------
+
+
+async def test_headers_and_json_body(docs_examples: Path) -> None:
+    url = webhook_url("imopenlines.crm.message.add")
+    with aioresponses() as mocked:
+        mocked.post(url, payload={"result": True})
+        async with make_client() as client:
+            await client.call_raw(
+                "imopenlines.crm.message.add", {"MESSAGE": "Здравствуйте", "CHAT_ID": 13}
+            )
+        (call,) = recorded(mocked, "POST", url)
+    headers = call.kwargs["headers"]
+    assert headers["User-Agent"] == f"bitrix-openlines/{__version__}"
+    assert headers["Content-Type"] == "application/json"
+    assert headers["Accept"] == "application/json"
+    assert call.kwargs["allow_redirects"] is False
+    raw = call.kwargs["data"]
+    assert isinstance(raw, bytes)
+    assert "Здравствуйте".encode() in raw  # UTF-8, not \\u escapes
+    assert json.loads(raw) == {"MESSAGE": "Здравствуйте", "CHAT_ID": 13}
+
+
+async def test_transport_get_sends_the_query_string() -> None:
+    url = "https://oauth.bitrix.info/oauth/token/"
+    with aioresponses() as mocked:
+        mocked.get(f"{url}?a=1&b=two", payload={"ok": True})
+        transport = Transport()
+        try:
+            raw = await transport.get(url, {"b": "two", "a": "1"}, method="oauth.token")
+        finally:
+            await transport.close()
+    assert raw.status == 200
+    assert json.loads(raw.body) == {"ok": True}
+    assert raw.content_type.startswith("application/json")
+    assert raw.elapsed >= 0
+
+
+async def test_raw_response_carries_the_secrets_but_does_not_show_them() -> None:
+    with aioresponses() as mocked:
+        mocked.post(URL, payload={"result": 1})
+        transport = Transport(secrets=[WEBHOOK_CODE])
+        try:
+            raw = await transport.post_json(URL, {}, method=DIALOG_GET)
+        finally:
+            await transport.close()
+    assert raw.secrets == (WEBHOOK_CODE,)
+    assert WEBHOOK_CODE not in repr(raw)
+    assert raw == RawResponse(
+        status=raw.status, body=raw.body, content_type=raw.content_type, elapsed=raw.elapsed
+    )
+
+
+def test_add_secrets_does_not_grow_with_repeats() -> None:
+    transport = Transport(secrets=["alpha-secret", "alpha-secret"])
+    for _ in range(100):
+        transport.add_secrets(["alpha-secret", "beta-secret"])
+    assert transport._secrets == ("alpha-secret", "beta-secret")
+
+
+async def test_borrowed_session_without_user_agent_still_names_the_sdk() -> None:
+    url = webhook_url("imopenlines.revision.get")
+    with aioresponses() as mocked:
+        mocked.post(url, payload={"result": {}})
+        async with aiohttp.ClientSession() as session:
+            async with make_client(session=session) as client:
+                await client.call_raw("imopenlines.revision.get")
+            assert not session.closed
+        (call,) = recorded(mocked, "POST", url)
+    assert call.kwargs["headers"]["User-Agent"] == f"bitrix-openlines/{__version__}"
+
+
+async def test_borrowed_session_keeps_its_own_user_agent() -> None:
+    url = webhook_url("imopenlines.revision.get")
+    with aioresponses() as mocked:
+        mocked.post(url, payload={"result": {}})
+        async with aiohttp.ClientSession(headers={"User-Agent": "my-app/2"}) as session:
+            async with make_client(session=session) as client:
+                await client.call_raw("imopenlines.revision.get")
+        (call,) = recorded(mocked, "POST", url)
+    assert call.kwargs["headers"]["User-Agent"] == "my-app/2"
