@@ -1,11 +1,20 @@
-"""The ``bitrix-openlines`` command: ``demo`` and ``fake-portal``.
+"""The ``bitrix-openlines`` command.
 
-``demo`` starts a fake portal with the documented limits (2 requests/s, burst 50),
-resolves a few thousand dialogs through the public client, and prints a summary.
-``fake-portal`` runs the fake portal on a port for manual tests.
+- ``dialog get --chat-id N | --dialog-id chatN | --session-id N | --user-code X`` prints
+  one dialog as JSON.
+- ``dialog get-many --input FILE|- --output FILE|- [--resume]`` resolves many queries
+  into JSON lines (see :mod:`bitrix_openlines._jobs` for the formats).
+- ``demo`` resolves thousands of dialogs against a built-in fake portal at the
+  documented limits and prints a summary.
+- ``fake-portal`` runs the fake portal on a port for manual tests.
 
-Exit codes: 0 all went well, 1 some dialogs failed where they should not have, 2 usage
-error (argparse's own).
+Credentials come from flags or the environment and are never echoed:
+``BITRIX24_WEBHOOK_URL``, or for OAuth ``BITRIX24_CLIENT_ID``, ``BITRIX24_CLIENT_SECRET``,
+``BITRIX24_TOKENS_FILE`` (a JSON token pair, rewritten after each refresh: refresh tokens
+are single-use) and optionally ``BITRIX24_TOKEN_URL``.
+
+Exit codes: 0 all ok; 1 some queries failed (or the demo saw something unexpected);
+2 usage or auth error; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -13,14 +22,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import math
+import os
 import random
+import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from types import FrameType
 from typing import Any, TextIO
 
+from bitrix_openlines._cli_dialog import add_auth_arguments, run_get, run_get_many
 from bitrix_openlines._version import __version__
 
 __all__ = ["main"]
@@ -65,6 +79,42 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    dialog = commands.add_parser(
+        "dialog", help="get dialogs from a portal", description="Get open-line dialogs."
+    )
+    dialog_commands = dialog.add_subparsers(dest="dialog_command", required=True, metavar="ACTION")
+    get = dialog_commands.add_parser(
+        "get",
+        help="print one dialog as JSON",
+        description="Print one dialog (imopenlines.dialog.get) as JSON.",
+    )
+    which = get.add_mutually_exclusive_group(required=True)
+    which.add_argument("--chat-id", type=_positive_int, metavar="N", help="the chat id")
+    which.add_argument("--dialog-id", metavar="chatN", help="'chat' and the chat id")
+    which.add_argument("--session-id", type=_positive_int, metavar="N", help="a session id")
+    which.add_argument("--user-code", metavar="CODE", help="connector|line|chat|user")
+    add_auth_arguments(get)
+    many = dialog_commands.add_parser(
+        "get-many",
+        help="resolve many queries into JSON lines",
+        description=(
+            'Read one query per line (a JSON object like {"chat_id": 13}, or key=value '
+            "like user_code=livechat|1|1373|211), write one JSON line per query: "
+            '{"line": N, "query": ..., "ok": true, "dialog": {...}} or "ok": false with '
+            '"error". With --resume, queries already in the output are skipped.'
+        ),
+    )
+    many.add_argument("--input", required=True, metavar="FILE", help="queries, or - for stdin")
+    many.add_argument(
+        "--output", required=True, metavar="FILE", help="JSON lines, or - for stdout"
+    )
+    many.add_argument("--resume", action="store_true", help="skip the queries already in --output")
+    many.add_argument("--unordered", action="store_true", help="write outcomes as they complete")
+    many.add_argument(
+        "--concurrency", type=_positive_int, default=4, help="batch calls in flight (default 4)"
+    )
+    add_auth_arguments(many)
+
     demo = commands.add_parser(
         "demo",
         help="resolve thousands of dialogs against a built-in fake portal",
@@ -102,7 +152,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; return the exit code."""
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # The reader went away (``| head``): stop quietly, as command-line tools do.
+        with contextlib.suppress(OSError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return 1
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="bitrix-openlines: %(message)s")
     args = build_parser().parse_args(argv)
+    if args.command == "dialog":
+        if args.dialog_command == "get":
+            return run_get(args, sys.stdout, sys.stderr)
+        return _with_sigterm(lambda: run_get_many(args, sys.stdout, sys.stderr))
     if args.command == "demo":
         return asyncio.run(_demo(args, sys.stdout, sys.stderr))
     if args.command == "fake-portal":
@@ -121,6 +187,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         return 0
     raise AssertionError(f"unknown command {args.command!r}")  # argparse prevents this
+
+
+def _with_sigterm(job: Callable[[], int]) -> int:
+    """Run ``job`` with SIGTERM turned into KeyboardInterrupt (a clean, resumable stop)."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        return job()
+    try:
+        return job()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class _Progress:

@@ -32,6 +32,8 @@ T = TypeVar("T")
 
 # Outcomes are handed from the loop to the caller's thread in chunks of this many.
 _CHUNK = 64
+# How long an interrupted call may take to unwind in the loop.
+_CANCEL_WAIT = 10.0
 
 
 class SyncOpenLinesClient:
@@ -114,7 +116,31 @@ class SyncOpenLinesClient:
                 "SyncOpenLinesClient was called from its own event loop (a callback of "
                 "this client?); that would deadlock: use the async client there"
             )
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+        finished = threading.Event()
+        running: list[asyncio.Task[Any]] = []
+
+        async def runner() -> T:
+            task = asyncio.current_task()
+            if task is not None:
+                running.append(task)
+            try:
+                return await coro
+            finally:
+                finished.set()
+
+        future = asyncio.run_coroutine_threadsafe(runner(), self._loop)
+        try:
+            return future.result()
+        except BaseException:
+            # Interrupted (Ctrl-C, SIGTERM) while the loop works for us: cancel that work
+            # in the loop and wait until it has really stopped (an async generator it was
+            # driving must be idle before anyone closes it).
+            future.cancel()
+            for task in running:
+                self._loop.call_soon_threadsafe(task.cancel)
+            if running:
+                finished.wait(_CANCEL_WAIT)
+            raise
 
     # -- calls -----------------------------------------------------------------------
 
