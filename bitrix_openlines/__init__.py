@@ -9,7 +9,16 @@ Quick start::
 """
 
 from bitrix_openlines._version import __version__
-from bitrix_openlines.auth import DEFAULT_TOKEN_URL, Auth, OAuthAuth, OAuthTokens, WebhookAuth
+from bitrix_openlines.auth import (
+    DEFAULT_TOKEN_URL,
+    Auth,
+    InMemoryTokenStore,
+    OAuthAuth,
+    OAuthTokens,
+    TokenStore,
+    WebhookAuth,
+    exchange_code,
+)
 from bitrix_openlines.batch import BatchOutcome, DialogOutcome, InvalidQueryError
 from bitrix_openlines.client import OpenLinesClient
 from bitrix_openlines.errors import (
@@ -55,6 +64,7 @@ __all__ = [
     "DialogOutcome",
     "EntityLink",
     "Hooks",
+    "InMemoryTokenStore",
     "InvalidQueryError",
     "LastMessageViews",
     "LeakyBucketLimiter",
@@ -78,12 +88,14 @@ __all__ = [
     "SessionData",
     "SyncOpenLinesClient",
     "TimeInfo",
+    "TokenStore",
     "Timeouts",
     "TransportError",
     "UserCode",
     "Viewer",
     "WebhookAuth",
     "__version__",
+    "exchange_code",
     "get_method",
     "register_method",
 ]

@@ -21,9 +21,11 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 from urllib.parse import urlsplit
 
+import aiohttp
 import attrs
 
 from bitrix_openlines._decode import decode_json
@@ -36,15 +38,18 @@ from bitrix_openlines.errors import (
     TransportError,
     error_from_payload,
 )
-from bitrix_openlines.transport import Transport
+from bitrix_openlines.transport import Timeouts, Transport
 
 __all__ = [
     "DEFAULT_TOKEN_URL",
     "Auth",
+    "InMemoryTokenStore",
     "OAuthAuth",
     "OAuthTokens",
     "PreparedCall",
+    "TokenStore",
     "WebhookAuth",
+    "exchange_code",
 ]
 
 logger = logging.getLogger("bitrix_openlines")
@@ -293,26 +298,178 @@ def _opt_str(value: Any) -> str | None:
 RefreshCallback = Callable[[OAuthTokens], Awaitable[None] | None]
 
 
+class TokenStore(abc.ABC):
+    """Where an application keeps each portal's token pair, shared by all its clients.
+
+    ``OAuthAuth(store=..., key=...)`` reads the pair from the store, and refreshes it
+    under :meth:`lock` so that one refresh serves every client and every request of that
+    portal: a waiter that gets the lock after someone else's refresh finds the new pair
+    in the store and uses it instead of refreshing again (the old refresh token would be
+    spent). The new pair is saved before any call is replayed with it. Keys are the
+    caller's choice; the portal's ``member_id`` is a good one.
+    """
+
+    @abc.abstractmethod
+    async def load(self, key: str) -> OAuthTokens | None:
+        """Return the pair stored under ``key``, or ``None``."""
+
+    @abc.abstractmethod
+    async def save(self, key: str, tokens: OAuthTokens) -> None:
+        """Store ``tokens`` under ``key``, replacing the previous pair."""
+
+    @abc.abstractmethod
+    def lock(self, key: str) -> AbstractAsyncContextManager[None]:
+        """Return a lock to hold while refreshing ``key``'s pair: one holder at a time."""
+
+
+class InMemoryTokenStore(TokenStore):
+    """A :class:`TokenStore` in this process's memory, for one event loop.
+
+    Good for one process (tests, a single-worker web app); several processes or hosts
+    need a shared store (a Redis one is planned). Its locks are ``asyncio.Lock``s, so use
+    one store per event loop.
+    """
+
+    def __init__(self) -> None:
+        self._pairs: dict[str, OAuthTokens] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def load(self, key: str) -> OAuthTokens | None:
+        """Return the pair stored under ``key``, or ``None``."""
+        return self._pairs.get(key)
+
+    async def save(self, key: str, tokens: OAuthTokens) -> None:
+        """Store ``tokens`` under ``key``."""
+        if not isinstance(tokens, OAuthTokens):
+            raise TypeError(f"tokens must be OAuthTokens, got {type(tokens).__name__}")
+        self._pairs[key] = tokens
+
+    def lock(self, key: str) -> asyncio.Lock:
+        """Return the ``asyncio.Lock`` of ``key``."""
+        return self._locks.setdefault(key, asyncio.Lock())
+
+    def keys(self) -> list[str]:
+        """The keys stored (for tests and admin pages)."""
+        return list(self._pairs)
+
+    def __repr__(self) -> str:
+        return f"InMemoryTokenStore(keys={len(self._pairs)})"
+
+
+async def _request_tokens(
+    transport: Transport, token_url: str, params: dict[str, str]
+) -> OAuthTokens:
+    """Ask the OAuth server for a token pair (refresh or authorization code grant)."""
+    raw = await transport.get(token_url, params, method="oauth.token")
+    body = decode_json(raw, "oauth.token")
+    # The OAuth server may answer an error with status 200 (wrong_client, PROTOCOL 3.2).
+    if "error" in body or raw.status >= 400:
+        error = error_from_payload(body, status=raw.status, method="oauth.token")
+        if isinstance(error, ServerError):
+            # The OAuth server failed (5xx): the refresh token may still be good.
+            raise error
+        if not isinstance(error, AuthError):
+            error = AuthError(
+                error.description, code=error.code, status=error.status, method="oauth.token"
+            )
+        raise error
+    try:
+        return OAuthTokens.from_response(body)
+    except ValueError as exc:
+        raise DecodeError(
+            f"the OAuth server's answer is not a token pair: {exc}",
+            status=raw.status,
+            method="oauth.token",
+        ) from None
+
+
+def _check_token_url(token_url: str, allow_http: bool) -> None:
+    if not isinstance(token_url, str):
+        raise TypeError(f"token_url must be a str, got {type(token_url).__name__}")
+    parts = urlsplit(token_url)
+    if not parts.hostname:
+        raise ValueError(f"token_url must be a full URL, got {token_url!r}")
+    _check_scheme("token_url", parts.scheme, parts.hostname, allow_http)
+
+
+def _check_client(client_id: str, client_secret: str) -> None:
+    for name, value in (("client_id", client_id), ("client_secret", client_secret)):
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"{name} must be a non-empty string")
+
+
+async def exchange_code(
+    code: str,
+    *,
+    client_id: str,
+    client_secret: str,
+    token_url: str = DEFAULT_TOKEN_URL,
+    session: aiohttp.ClientSession | None = None,
+    timeouts: Timeouts | None = None,
+    allow_http: bool = False,
+) -> OAuthTokens:
+    """Exchange an authorization code for a token pair (``grant_type=authorization_code``).
+
+    The code comes back to the application's redirect URL after the user allows it, and
+    lives 30 seconds (PROTOCOL.md 6.1).
+
+    Args:
+        code: The authorization code.
+        client_id: The application's client id.
+        client_secret: The application's client secret.
+        token_url: The OAuth server.
+        session: An ``aiohttp.ClientSession`` to borrow (never closed here).
+        timeouts: Connect and total timeouts.
+        allow_http: Allow ``http://`` for a non-loopback ``token_url``.
+
+    Raises:
+        AuthError: The code is wrong, used or expired (``invalid_grant``), or the client
+            is wrong.
+    """
+    if not isinstance(code, str) or not code:
+        raise ValueError("code must be a non-empty string")
+    _check_client(client_id, client_secret)
+    _check_token_url(token_url, allow_http)
+    transport = Transport(session, timeouts=timeouts, secrets=(client_secret, code))
+    params = {
+        "grant_type": "authorization_code",
+        "client_id": client_id,
+        "client_secret": client_secret,
+        "code": code,
+    }
+    try:
+        return await _request_tokens(transport, token_url, params)
+    finally:
+        await transport.close()
+
+
 class OAuthAuth(Auth):
     """OAuth 2.0 credentials of an installed application, refreshed when they expire.
 
     On ``expired_token`` or ``invalid_token`` the client calls :meth:`refresh`: the first
     task to arrive asks the OAuth server for a new pair; every other task that met the
-    same stale token waits for that one answer. The new pair is handed to ``on_refresh``
-    (store it: the old refresh token no longer works) before any call is replayed. A
-    refresh that fails with an OAuth error (``invalid_grant``: the refresh token is used
-    or expired) raises the same :class:`AuthError` in every waiter and is not tried again
-    for that token; a network failure or a 5xx of the OAuth server is raised too, but a
-    later call may try again.
+    same stale token waits for that one answer. The new pair is saved (``store``) and
+    handed to ``on_refresh`` before any call is replayed. A refresh that fails with an
+    OAuth error (``invalid_grant``: the refresh token is used or expired) raises the same
+    :class:`AuthError` in every waiter and is not tried again for that token; a network
+    failure or a 5xx of the OAuth server is raised too, but a later call may try again.
+
+    With a :class:`TokenStore`, many ``OAuthAuth`` objects (many clients) for one portal
+    share one pair: the refresh runs under the store's lock, and one that finds a newer
+    pair in the store than the one that failed uses it without refreshing.
 
     Args:
         client_id: The application's client id.
         client_secret: The application's client secret.
-        tokens: The current token pair.
+        tokens: The current token pair; optional with a ``store`` that holds it (it then
+            seeds the store only if the store has nothing under ``key``).
         token_url: The OAuth server (``https://oauth.bitrix.info/oauth/token/``; the
             east region uses ``https://oauth.bitrix24.tech/oauth/token/``).
         on_refresh: Called (and awaited, if it is a coroutine function) with each new
             pair. If it raises, the error is logged and the new pair is still used.
+        store: Where the portal's pair lives, shared with other clients.
+        key: The pair's key in ``store`` (the portal's ``member_id`` by default, when the
+            tokens give one).
         allow_http: Allow ``http://`` endpoints for non-loopback hosts.
     """
 
@@ -321,52 +478,105 @@ class OAuthAuth(Auth):
         *,
         client_id: str,
         client_secret: str,
-        tokens: OAuthTokens,
+        tokens: OAuthTokens | None = None,
         token_url: str = DEFAULT_TOKEN_URL,
         on_refresh: RefreshCallback | None = None,
+        store: TokenStore | None = None,
+        key: str | None = None,
         allow_http: bool = False,
     ) -> None:
         super().__init__()
-        for name, value in (("client_id", client_id), ("client_secret", client_secret)):
-            if not isinstance(value, str) or not value:
-                raise ValueError(f"{name} must be a non-empty string")
-        if not isinstance(tokens, OAuthTokens):
+        _check_client(client_id, client_secret)
+        if tokens is not None and not isinstance(tokens, OAuthTokens):
             raise TypeError(f"tokens must be OAuthTokens, got {type(tokens).__name__}")
+        if store is not None and not isinstance(store, TokenStore):
+            raise TypeError(f"store must be a TokenStore, got {type(store).__name__}")
+        if store is None and tokens is None:
+            raise ValueError("OAuthAuth needs tokens, or a store (and key) that holds them")
+        if key is None and store is not None:
+            key = tokens.member_id if tokens is not None else None
+            if not key:
+                raise ValueError("key is needed with a store (the portal's member_id, say)")
+        if key is not None and (not isinstance(key, str) or not key):
+            raise ValueError(f"key must be a non-empty string, got {key!r}")
         if on_refresh is not None and not callable(on_refresh):
             raise TypeError("on_refresh must be callable")
-        token_parts = urlsplit(token_url)
-        if not token_parts.hostname:
-            raise ValueError(f"token_url must be a full URL, got {token_url!r}")
-        _check_scheme("token_url", token_parts.scheme, token_parts.hostname, allow_http)
-        endpoint = urlsplit(tokens.client_endpoint)
-        _check_scheme(
-            "tokens.client_endpoint", endpoint.scheme, endpoint.hostname or "", allow_http
-        )
+        _check_token_url(token_url, allow_http)
+        self._allow_http = allow_http
+        if tokens is not None:
+            self._check_endpoint(tokens)
         self._client_id = client_id
         self._client_secret = client_secret
-        self._tokens = tokens
+        # With a store, the pair is read from it on the first call (``tokens`` only seeds
+        # an empty store); without one, ``tokens`` is the pair.
+        self._tokens: OAuthTokens | None = tokens if store is None else None
+        self._seed = tokens
         self._token_url = token_url
         self._on_refresh = on_refresh
-        self._allow_http = allow_http
+        self._store = store
+        self._key = key
         self._inflight: asyncio.Future[OAuthTokens] | None = None
         self._inflight_for: str | None = None
         self._old_secrets: deque[str] = deque(maxlen=32)
         self.refresh_count = 0
 
+    def _check_endpoint(self, tokens: OAuthTokens) -> None:
+        endpoint = urlsplit(tokens.client_endpoint)
+        _check_scheme(
+            "tokens.client_endpoint", endpoint.scheme, endpoint.hostname or "", self._allow_http
+        )
+
     @property
     def tokens(self) -> OAuthTokens:
-        """The current token pair."""
+        """The current token pair.
+
+        Raises:
+            RuntimeError: It is to be loaded from the store and no call has done so yet.
+        """
+        if self._tokens is None:
+            raise RuntimeError("the tokens are loaded from the store on the first call")
         return self._tokens
 
     @property
+    def store(self) -> TokenStore | None:
+        """The token store, if any."""
+        return self._store
+
+    @property
+    def key(self) -> str | None:
+        """The pair's key in the store, if any."""
+        return self._key
+
+    @property
     def portal(self) -> str:
-        """The portal's address, from the tokens' ``client_endpoint``."""
+        """The portal's address, from the tokens' ``client_endpoint`` (or the store key)."""
+        if self._tokens is None:
+            return f"store:{self._key}"
         parts = urlsplit(self._tokens.client_endpoint)
         return f"{parts.scheme}://{parts.netloc}"
 
+    async def _current(self) -> OAuthTokens:
+        if self._tokens is not None:
+            return self._tokens
+        assert self._store is not None
+        assert self._key is not None
+        loaded = await self._store.load(self._key)
+        if loaded is None and self._seed is not None:
+            await self._store.save(self._key, self._seed)
+            loaded = self._seed
+        if loaded is None:
+            raise AuthError(
+                f"no OAuth tokens stored under the key {self._key!r}; install the "
+                "application (or save a pair) first",
+                code="NO_TOKENS",
+            )
+        self._check_endpoint(loaded)
+        self._tokens = loaded
+        return loaded
+
     async def prepare(self, method: str, params: Mapping[str, Any]) -> PreparedCall:
         """Return ``client_endpoint + method`` and the parameters with ``auth`` added."""
-        tokens = self._tokens
+        tokens = await self._current()
         base = (
             tokens.client_endpoint
             if tokens.client_endpoint.endswith("/")
@@ -380,12 +590,12 @@ class OAuthAuth(Auth):
         """Refresh once for all tasks that met ``stale``'s expired token; see the class."""
         if stale.token is None:
             return False
-        if self._tokens.access_token != stale.token:
+        if self._tokens is not None and self._tokens.access_token != stale.token:
             # Someone already refreshed since this call was prepared: just replay.
             return True
         if self._inflight is None or self._inflight_for != stale.token:
             self._inflight_for = stale.token
-            self._inflight = asyncio.ensure_future(self._refresh(transport))
+            self._inflight = asyncio.ensure_future(self._refresh(transport, stale.token))
             self._inflight.add_done_callback(self._after_refresh)
         # shield: one waiter being cancelled must not cancel the refresh for the others.
         await asyncio.shield(self._inflight)
@@ -401,49 +611,48 @@ class OAuthAuth(Auth):
             # try.
             self._inflight = None
 
-    async def _refresh(self, transport: Transport) -> OAuthTokens:
+    async def _refresh(self, transport: Transport, stale_token: str) -> OAuthTokens:
+        if self._store is None:
+            return await self._refresh_with(transport, await self._current())
+        assert self._key is not None
+        async with self._store.lock(self._key):
+            stored = await self._store.load(self._key)
+            if stored is not None and stored.access_token != stale_token:
+                # Another client (or process) refreshed while we waited for the lock.
+                self._adopt(stored)
+                return stored
+            pair = stored or await self._current()
+            return await self._refresh_with(transport, pair)
+
+    async def _refresh_with(self, transport: Transport, pair: OAuthTokens) -> OAuthTokens:
         params = {
             "grant_type": "refresh_token",
             "client_id": self._client_id,
             "client_secret": self._client_secret,
-            "refresh_token": self._tokens.refresh_token,
+            "refresh_token": pair.refresh_token,
         }
         started = time.perf_counter()
         try:
-            tokens = await self._request_tokens(transport, params)
+            tokens = await _request_tokens(transport, self._token_url, params)
+            if self._store is not None:
+                assert self._key is not None
+                # Saved before any call is replayed: the old refresh token is spent now.
+                await self._store.save(self._key, tokens)
         except OpenLinesError as error:
             self._refreshed(False, time.perf_counter() - started, error)
             raise
-        self._old_secrets.extend((self._tokens.access_token, self._tokens.refresh_token))
-        self._tokens = tokens
+        self._adopt(tokens)
         self.refresh_count += 1
         logger.info("oauth tokens refreshed (refresh #%d)", self.refresh_count)
         await self._notify(tokens)
         self._refreshed(True, time.perf_counter() - started, None)
         return tokens
 
-    async def _request_tokens(self, transport: Transport, params: dict[str, str]) -> OAuthTokens:
-        raw = await transport.get(self._token_url, params, method="oauth.token")
-        body = decode_json(raw, "oauth.token")
-        # The OAuth server may answer an error with status 200 (wrong_client, PROTOCOL 3.2).
-        if "error" in body or raw.status >= 400:
-            error = error_from_payload(body, status=raw.status, method="oauth.token")
-            if isinstance(error, ServerError):
-                # The OAuth server failed (5xx): the refresh token may still be good.
-                raise error
-            if not isinstance(error, AuthError):
-                error = AuthError(
-                    error.description, code=error.code, status=error.status, method="oauth.token"
-                )
-            raise error
-        try:
-            return OAuthTokens.from_response(body)
-        except ValueError as exc:
-            raise DecodeError(
-                f"the OAuth server's answer is not a token pair: {exc}",
-                status=raw.status,
-                method="oauth.token",
-            ) from None
+    def _adopt(self, tokens: OAuthTokens) -> None:
+        if self._tokens is not None:
+            self._old_secrets.extend((self._tokens.access_token, self._tokens.refresh_token))
+        self._check_endpoint(tokens)
+        self._tokens = tokens
 
     async def _notify(self, tokens: OAuthTokens) -> None:
         if self._on_refresh is None:
@@ -459,12 +668,9 @@ class OAuthAuth(Auth):
 
     def secrets(self) -> tuple[str, ...]:
         """The client secret and every token pair seen."""
-        return (
-            self._client_secret,
-            self._tokens.access_token,
-            self._tokens.refresh_token,
-            *self._old_secrets,
-        )
+        pairs = [p for p in (self._tokens, self._seed) if p is not None]
+        current = [secret for p in pairs for secret in (p.access_token, p.refresh_token)]
+        return (self._client_secret, *current, *self._old_secrets)
 
     def __repr__(self) -> str:
         return (

@@ -7,7 +7,13 @@ import logging
 
 import pytest
 
-from bitrix_openlines import OAuthAuth, OAuthTokens, OpenLinesClient, RetryPolicy
+from bitrix_openlines import (
+    InMemoryTokenStore,
+    OAuthAuth,
+    OAuthTokens,
+    OpenLinesClient,
+    RetryPolicy,
+)
 from bitrix_openlines.errors import AuthError
 from bitrix_openlines.testing import FakePortal
 
@@ -94,3 +100,39 @@ async def test_a_used_refresh_token_fails_every_waiter_with_one_auth_error(
         for secret in secrets:
             assert secret not in str(error)
             assert secret not in caplog.text
+
+
+async def test_many_clients_sharing_a_token_store_refresh_once() -> None:
+    async with FakePortal(dialogs=40, rate=None) as portal:
+        store = InMemoryTokenStore()
+        tokens = OAuthTokens.from_response(portal.issue_tokens())
+        assert tokens.member_id is not None
+        await store.save(tokens.member_id, tokens)
+        clients = [
+            OpenLinesClient(
+                OAuthAuth(
+                    client_id=portal.client_id,
+                    client_secret=portal.client_secret,
+                    token_url=portal.token_url,
+                    store=store,
+                    key=tokens.member_id,
+                ),
+                retry=RetryPolicy.no_wait(),
+                rate_limit=None,
+            )
+            for _ in range(8)
+        ]
+        try:
+            await asyncio.gather(*(c.get_dialog(chat_id=1) for c in clients))
+            portal.expire_access_tokens()
+            dialogs = await asyncio.gather(
+                *(clients[i % 8].get_dialog(chat_id=i % 40 + 1) for i in range(160))
+            )
+        finally:
+            for client in clients:
+                await client.close()
+        assert [d.id for d in dialogs] == [i % 40 + 1 for i in range(160)]
+        assert portal.stats.refreshes == 1
+        stored = await store.load(tokens.member_id)
+        assert stored is not None
+        assert stored.access_token != tokens.access_token
