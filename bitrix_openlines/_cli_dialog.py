@@ -128,17 +128,7 @@ def _load_tokens(path: str) -> OAuthTokens:
 
 
 def _save_tokens(path: str, tokens: OAuthTokens) -> None:
-    body = {
-        "access_token": tokens.access_token,
-        "refresh_token": tokens.refresh_token,
-        "client_endpoint": tokens.client_endpoint,
-        "expires": int(tokens.expires_at) if tokens.expires_at else None,
-        "member_id": tokens.member_id,
-        "scope": tokens.scope,
-        "server_endpoint": tokens.server_endpoint,
-        "user_id": tokens.user_id,
-        "status": tokens.status,
-    }
+    body = tokens.to_response()
     # Write then rename: a crash never leaves a half-written pair (the old one is spent).
     folder = os.path.dirname(os.path.abspath(path))
     fd, temp = tempfile.mkstemp(prefix=".tokens-", dir=folder)

@@ -283,6 +283,20 @@ class OAuthTokens:
             status=_opt_str(body.get("status")),
         )
 
+    def to_response(self) -> dict[str, Any]:
+        """Return the pair as the OAuth server's answer shape (``from_response`` reads it)."""
+        return {
+            "access_token": self.access_token,
+            "refresh_token": self.refresh_token,
+            "client_endpoint": self.client_endpoint,
+            "expires": int(self.expires_at) if self.expires_at else None,
+            "member_id": self.member_id,
+            "scope": self.scope,
+            "server_endpoint": self.server_endpoint,
+            "user_id": self.user_id,
+            "status": self.status,
+        }
+
     def __repr__(self) -> str:
         return (
             f"OAuthTokens(access_token={MASK}, refresh_token={MASK}, "

@@ -1,0 +1,51 @@
+"""What a benchmark hands back to the runner: one figure, its reference, a verdict."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+__all__ = ["Result", "mb"]
+
+
+def mb(kib: float) -> float:
+    """Convert KiB (what ``ru_maxrss`` gives on Linux) to MB (10**6 bytes)."""
+    return kib * 1024 / 1e6
+
+
+@dataclasses.dataclass
+class Result:
+    """One benchmark's outcome.
+
+    Attributes:
+        name: The benchmark's name (``rate_limited_single``...).
+        figure: What was measured (seconds, MB...).
+        unit: The unit of ``figure`` and ``reference``.
+        reference: What ``figure`` is compared with, measured or computed in the same run.
+        reference_label: What the reference is ("theoretical minimum"...).
+        target: The target, in words.
+        passed: Whether the target was met (a report, never a gate).
+        details: Every other number worth keeping (parameters, counters, checks).
+        notes: Lines to print under the table (the parameters, what missed and why).
+    """
+
+    name: str
+    figure: float
+    unit: str
+    reference: float
+    reference_label: str
+    target: str
+    passed: bool
+    details: dict[str, Any] = dataclasses.field(default_factory=dict)
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def ratio(self) -> float | None:
+        """``figure / reference``, or ``None`` when the reference is zero."""
+        return self.figure / self.reference if self.reference > 0 else None
+
+    def to_json(self) -> dict[str, Any]:
+        """The result as plain JSON values."""
+        data = dataclasses.asdict(self)
+        data["ratio"] = self.ratio
+        return data

@@ -1,0 +1,223 @@
+"""Run the benchmarks: ``python -m benchmarks.run [--quick] [--json PATH] [--only NAME ...]``.
+
+Run it from the repository's root. Each benchmark prints its figure as a ratio against a
+reference measured or computed in the same run (never a fixed number of seconds), and
+the whole run is written as JSON (``benchmarks/results/latest.json`` by default).
+
+Benchmarks (see ``benchmarks/README.md``):
+
+- ``rate_limited_single``: N concurrent ``get_dialog`` calls vs the portal's minimum time.
+- ``rate_limited_batch``: N dialogs through ``get_dialogs`` vs the portal's minimum time.
+- ``iter_dialogs_memory``: peak RSS growth of ``iter_dialogs`` over a huge input vs what
+  a list of the input costs.
+
+``--quick`` uses smaller sizes and a scaled rate (CI runs it; well under 2 minutes);
+the full run takes about 6 minutes. Exit code 0 even when a target is missed (the run
+reports, it does not gate); 1 if a benchmark crashed; 2 on a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from bitrix_openlines import __version__
+
+from ._result import Result
+from .iter_memory import iter_dialogs_memory
+from .rate_limited import DOCUMENTED_RATE, rate_limited_batch, rate_limited_single
+
+__all__ = ["BENCHMARKS", "main"]
+
+DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class Benchmark:
+    """A benchmark and its sizes in each mode."""
+
+    name: str
+    summary: str
+    full: Callable[[], Awaitable[Result]]
+    quick: Callable[[], Awaitable[Result]]
+
+
+BENCHMARKS: tuple[Benchmark, ...] = (
+    Benchmark(
+        "rate_limited_single",
+        "N concurrent get_dialog calls under the bucket",
+        # The docs' example: 200 calls at 2/s, burst 50, take (200 - 50) / 2 = 75 s.
+        full=lambda: rate_limited_single(n=200, rate=DOCUMENTED_RATE),
+        quick=lambda: rate_limited_single(n=110, rate=10.0),
+    ),
+    Benchmark(
+        "rate_limited_batch",
+        "N dialogs through get_dialogs under the bucket",
+        # 10,000 dialogs, 200 batches: (200 - 50) / 2 = 75 s at the documented rate.
+        full=lambda: rate_limited_batch(n=10_000, rate=DOCUMENTED_RATE),
+        quick=lambda: rate_limited_batch(n=10_000, rate=10.0),
+    ),
+    Benchmark(
+        "iter_dialogs_memory",
+        "peak RSS growth of iter_dialogs over a huge input",
+        full=lambda: iter_dialogs_memory(queries=1_000_000, dialogs=10_000),
+        quick=lambda: iter_dialogs_memory(queries=100_000, dialogs=10_000),
+    ),
+)
+NAMES = tuple(b.name for b in BENCHMARKS)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m benchmarks.run``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.run",
+        description=(
+            "Run the bitrix_openlines benchmarks against the fake portal on loopback; print "
+            "a table of figures and ratios against references measured in the same run."
+        ),
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smaller sizes, scaled rates (CI; under 2 minutes)"
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=DEFAULT_JSON,
+        metavar="PATH",
+        help="where to write the results (default benchmarks/results/latest.json)",
+    )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=NAMES,
+        metavar="NAME",
+        help=f"run only these ({', '.join(NAMES)})",
+    )
+    return parser
+
+
+def _format_number(value: float, unit: str) -> str:
+    return f"{value:,.2f} {unit}" if value < 1000 else f"{value:,.0f} {unit}"
+
+
+def _table(results: Sequence[Result], crashed: dict[str, str]) -> str:
+    header = ("benchmark", "figure", "reference", "ratio", "target", "result")
+    rows: list[tuple[str, ...]] = [header]
+    for result in results:
+        ratio = result.ratio
+        rows.append(
+            (
+                result.name,
+                _format_number(result.figure, result.unit),
+                f"{_format_number(result.reference, result.unit)} ({result.reference_label})",
+                "n/a" if ratio is None else f"{ratio:.3f}",
+                result.target,
+                "pass" if result.passed else "FAIL",
+            )
+        )
+    for name in crashed:
+        rows.append((name, "-", "-", "-", "-", "CRASHED"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        for row in rows
+    ]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _machine() -> dict[str, Any]:
+    memory_gib: float | None = None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemTotal:"):
+                    memory_gib = round(int(line.split()[1]) / 1024**2, 1)
+                    break
+    except OSError:
+        pass
+    return {
+        "cpus": os.cpu_count(),
+        "memory_gib": memory_gib,
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+    }
+
+
+async def _run(selected: Sequence[Benchmark], quick: bool) -> tuple[list[Result], dict[str, str]]:
+    # SIGTERM cancels the run like Ctrl-C does, so the benchmarks' cleanup (the fake
+    # portal's process) runs.
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    if task is not None:
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    results: list[Result] = []
+    crashed: dict[str, str] = {}
+    for bench in selected:
+        print(f"running {bench.name}: {bench.summary} ...", flush=True)
+        started = time.perf_counter()
+        try:
+            result = await (bench.quick() if quick else bench.full())
+        except Exception:
+            crashed[bench.name] = traceback.format_exc()
+            print(f"  CRASHED after {time.perf_counter() - started:.1f} s:", flush=True)
+            print(crashed[bench.name], file=sys.stderr, flush=True)
+            continue
+        result.details["wall_s"] = time.perf_counter() - started
+        results.append(result)
+        print(f"  done in {result.details['wall_s']:.1f} s", flush=True)
+    return results, crashed
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the selected benchmarks, print the table, write the JSON; return the exit code."""
+    args = build_parser().parse_args(argv)
+    selected = [b for b in BENCHMARKS if args.only is None or b.name in args.only]
+    mode = "quick" if args.quick else "full"
+    started = datetime.datetime.now(datetime.UTC)
+    print(f"bitrix_openlines {__version__} benchmarks, {mode} mode", flush=True)
+    try:
+        results, crashed = asyncio.run(_run(selected, args.quick))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("interrupted", file=sys.stderr)
+        return 130
+    print()
+    print(_table(results, crashed))
+    for result in results:
+        print(f"\n{result.name}:")
+        for note in result.notes:
+            print(f"  {note}")
+    report = {
+        "started_at": started.isoformat(timespec="seconds"),
+        "mode": mode,
+        "version": __version__,
+        "machine": _machine(),
+        "command": ["python", "-m", "benchmarks.run", *(sys.argv[1:] if argv is None else argv)],
+        "results": [result.to_json() for result in results],
+        "crashed": crashed,
+    }
+    path: Path = args.json
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    missed = [r.name for r in results if not r.passed]
+    print(f"\nwrote {path}")
+    if missed:
+        print(f"missed targets (reported, not gated): {', '.join(missed)}")
+    return 1 if crashed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
