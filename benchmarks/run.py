@@ -10,6 +10,8 @@ Benchmarks (see ``benchmarks/README.md``):
 - ``rate_limited_batch``: N dialogs through ``get_dialogs`` vs the portal's minimum time.
 - ``iter_dialogs_memory``: peak RSS growth of ``iter_dialogs`` over a huge input vs what
   a list of the input costs.
+- ``multiprocess_redis``: 4 processes sharing one portal's bucket through Redis vs the
+  portal's minimum time for all their calls.
 
 ``--quick`` uses smaller sizes and a scaled rate (CI runs it; well under 2 minutes);
 the full run takes about 6 minutes. Exit code 0 even when a target is missed (the run
@@ -37,6 +39,7 @@ from bitrix_openlines import __version__
 
 from ._result import Result
 from .iter_memory import iter_dialogs_memory
+from .multiprocess import multiprocess_redis
 from .rate_limited import DOCUMENTED_RATE, rate_limited_batch, rate_limited_single
 
 __all__ = ["BENCHMARKS", "main"]
@@ -74,6 +77,13 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         "peak RSS growth of iter_dialogs over a huge input",
         full=lambda: iter_dialogs_memory(queries=1_000_000, dialogs=10_000),
         quick=lambda: iter_dialogs_memory(queries=100_000, dialogs=10_000),
+    ),
+    Benchmark(
+        "multiprocess_redis",
+        "4 processes sharing the bucket through Redis",
+        # 4 x 50 calls at 2/s, burst 50: (200 - 50) / 2 = 75 s.
+        full=lambda: multiprocess_redis(rate=DOCUMENTED_RATE),
+        quick=lambda: multiprocess_redis(rate=10.0),
     ),
 )
 NAMES = tuple(b.name for b in BENCHMARKS)

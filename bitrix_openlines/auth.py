@@ -340,8 +340,8 @@ class InMemoryTokenStore(TokenStore):
     """A :class:`TokenStore` in this process's memory, for one event loop.
 
     Good for one process (tests, a single-worker web app); several processes or hosts
-    need a shared store (a Redis one is planned). Its locks are ``asyncio.Lock``s, so use
-    one store per event loop.
+    need a shared store (``contrib.redis.RedisTokenStore``). Its locks are
+    ``asyncio.Lock``s, so use one store per event loop.
     """
 
     def __init__(self) -> None:
