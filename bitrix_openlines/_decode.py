@@ -25,6 +25,11 @@ def _excerpt(raw: RawResponse) -> str:
     )
 
 
+def _undecodable(what: str, raw: RawResponse, method: str | None) -> DecodeError:
+    excerpt = _excerpt(raw)
+    return DecodeError(f"{what}: {excerpt!r}", status=raw.status, method=method, excerpt=excerpt)
+
+
 def decode_json(raw: RawResponse, method: str | None) -> dict[str, Any]:
     """Parse the body as a JSON object, or raise :class:`DecodeError` with an excerpt."""
     if not raw.body.strip():
@@ -35,19 +40,13 @@ def decode_json(raw: RawResponse, method: str | None) -> dict[str, Any]:
         value = json.loads(raw.body)
     except (ValueError, UnicodeDecodeError):
         what = "an HTML page" if raw.body.lstrip()[:1] == b"<" else "a body that is not JSON"
-        raise DecodeError(
-            f"the portal sent {what} (Content-Type {raw.content_type or 'none'}): "
-            f"{_excerpt(raw)!r}",
-            status=raw.status,
-            method=method,
-            excerpt=_excerpt(raw),
+        content_type = raw.content_type or "none"
+        raise _undecodable(
+            f"the portal sent {what} (Content-Type {content_type})", raw, method
         ) from None
     if not isinstance(value, dict):
-        raise DecodeError(
-            f"the portal sent JSON {type(value).__name__}, not an object: {_excerpt(raw)!r}",
-            status=raw.status,
-            method=method,
-            excerpt=_excerpt(raw),
+        raise _undecodable(
+            f"the portal sent JSON {type(value).__name__}, not an object", raw, method
         )
     return value
 
@@ -88,10 +87,5 @@ def decode_envelope(raw: RawResponse, method: str | None) -> dict[str, Any]:
             method=method,
         )
     if "result" not in envelope:
-        raise DecodeError(
-            f"the answer has neither 'result' nor 'error': {_excerpt(raw)!r}",
-            status=raw.status,
-            method=method,
-            excerpt=_excerpt(raw),
-        )
+        raise _undecodable("the answer has neither 'result' nor 'error'", raw, method)
     return envelope
