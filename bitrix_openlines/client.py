@@ -113,6 +113,7 @@ class OpenLinesClient:
         self._hooks = hooks or Hooks()
         self._transport = Transport(session, timeouts=timeouts)
         self._transport.add_secrets(auth.secrets())
+        self._seen_tokens: set[str] = set()
         auth.add_refresh_listener(self._on_refreshed)
 
     # -- lifecycle -------------------------------------------------------------------
@@ -348,7 +349,7 @@ class OpenLinesClient:
         self, method: str, params: dict[str, Any], attempt: int, commands: int
     ) -> dict[str, Any]:
         await self._budget.wait(method)
-        prepared = await self._auth.prepare(method, params)
+        prepared = await self._prepare(method, params)
         refreshed = False
         while True:
             try:
@@ -358,7 +359,16 @@ class OpenLinesClient:
                 if refreshed or not await self._refresh(prepared):
                     raise
                 refreshed = True
-                prepared = await self._auth.prepare(method, params)
+                prepared = await self._prepare(method, params)
+
+    async def _prepare(self, method: str, params: dict[str, Any]) -> PreparedCall:
+        prepared = await self._auth.prepare(method, params)
+        if prepared.token is not None and prepared.token not in self._seen_tokens:
+            # A pair loaded lazily (from a TokenStore) or adopted from elsewhere: hide it
+            # from error texts too, before it can appear in one.
+            self._seen_tokens.add(prepared.token)
+            self._transport.add_secrets(self._auth.secrets())
+        return prepared
 
     async def _refresh(self, prepared: PreparedCall) -> bool:
         return await self._auth.refresh(prepared, self._transport)

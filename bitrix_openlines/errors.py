@@ -18,7 +18,9 @@ Every exception the SDK raises on purpose derives from :class:`OpenLinesError`::
     ├── TransportError                no usable HTTP answer: connection refused or dropped
     │   ├── RequestTimeoutError       the connect or total timeout ran out
     │   └── PortalMovedError          the portal answered 302: it was renamed
-    └── DecodeError                   an answer that is not the JSON we expect (an HTML page)
+    ├── DecodeError                   an answer that is not the JSON we expect (an HTML page)
+    └── EventError                    an incoming event POST that cannot be parsed (a ValueError)
+        └── EventVerificationError    its auth[application_token] is missing or wrong
 
 Every error carries ``code`` (the Bitrix ``error`` string, or ``None``), ``description``,
 ``status`` (the HTTP status, or ``None`` when there was no answer) and ``method`` (the REST
@@ -41,6 +43,8 @@ __all__ = [
     "AuthError",
     "BatchError",
     "DecodeError",
+    "EventError",
+    "EventVerificationError",
     "InvalidArgumentError",
     "MethodNotFoundError",
     "OpenLinesError",
@@ -245,6 +249,22 @@ class DecodeError(OpenLinesError):
     ) -> None:
         self.excerpt = excerpt
         super().__init__(description, code=code, status=status, method=method)
+
+
+class EventError(OpenLinesError, ValueError):
+    """An incoming event POST could not be parsed: not a Bitrix24 event body.
+
+    It is a ``ValueError`` too: the input was bad, not the network or the portal. Its text
+    never quotes the body (which carries tokens); answer such a request with HTTP 400.
+    """
+
+
+class EventVerificationError(EventError):
+    """An event's ``auth[application_token]`` is missing or is not the stored one.
+
+    The event may be forged (PROTOCOL.md 6.2): answer 403 and do not act on it. The text
+    names neither the expected token nor the one received.
+    """
 
 
 # The one table: Bitrix24 error code (upper-cased) -> exception class. PROTOCOL.md section 3.2

@@ -1,9 +1,11 @@
 """Test a Bitrix24 Open Lines client against a fake portal that speaks the real protocol.
 
 :class:`FakePortal` is a real aiohttp server on 127.0.0.1 that answers
-``imopenlines.dialog.get``, ``batch``, ``imopenlines.revision.get`` and ``server.time``
-like a Bitrix24 portal: webhook and OAuth auth, the token endpoint with single-use refresh
-tokens, the leaky bucket (503), the operating-time limit (429) and injectable faults.
+``imopenlines.dialog.get``, ``batch``, ``imopenlines.revision.get``, ``server.time`` and
+``app.info`` like a Bitrix24 portal: webhook and OAuth auth, the token endpoint with
+single-use refresh tokens, the leaky bucket (503), the operating-time limit (429) and
+injectable faults. It also posts events to an application's handler
+(:meth:`FakePortal.send_event`), form-encoded as a portal does.
 :class:`ThreadedFakePortal` runs one in a background thread for sync code, and the pytest
 plugin (``bitrix_openlines.testing.pytest_plugin``) provides it as the ``fake_portal``
 fixture. The package depends only on aiohttp and attrs, never on the SDK itself::

@@ -75,14 +75,17 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any, Final, TypeAlias
 
+import aiohttp
 import attrs
 from aiohttp import web
 
 from ._auth import TokenStore
 from ._bucket import LeakyBucket, OperatingBudget
 from ._data import PORTAL_TZ, FakeDialog, generate_dialogs, render_dialog, render_dialog_legacy
+from ._events import auth_block, event_payload
 from ._faults import FaultRoller, Faults
 from ._phpform import (
+    build_query,
     parse_pairs,
     parse_query,
     php_bool,
@@ -125,6 +128,12 @@ _ACCESS_ERROR: Final[_ErrorSpec] = (
     "You do not have access to the specified dialog",
 )
 _DIALOG_ID_EMPTY: Final[_ErrorSpec] = (400, "DIALOG_ID_EMPTY", "Dialog ID can't be empty")
+# error__ACCESS_DENIED__app.info.json: app.info called with a webhook (no application).
+_NO_APP_CONTEXT: Final[_ErrorSpec] = (
+    400,
+    "ACCESS_DENIED",
+    "Access denied! Application context required",
+)
 # Per-command only: the outer batch answer stays 200 (PROTOCOL.md section 5).
 _BATCH_LENGTH: Final[_ErrorSpec] = (
     400,
@@ -142,6 +151,8 @@ _DIALOG_GET: Final = "imopenlines.dialog.get"
 # CRestUtil::BATCH_MAX_LENGTH (PROTOCOL.md section 5).
 _BATCH_MAX_LENGTH: Final = 50
 _SCOPE: Final = "imopenlines,im,crm"
+# How long the portal waits for an event handler's answer.
+_EVENT_TIMEOUT: Final = 10.0
 _IDENTIFIERS: Final = ("CHAT_ID", "DIALOG_ID", "SESSION_ID", "USER_CODE")
 # Im\Common::isChatId: /^chat[0-9]{1,}$/i, where PHP's '$' also accepts one final newline.
 _CHAT_DIALOG_ID: Final = re.compile(r"chat([0-9]+)\n?", re.IGNORECASE)
@@ -242,8 +253,9 @@ class FakePortal:
 
     Use it as ``async with FakePortal(...) as portal:`` or call :meth:`start` and
     :meth:`close`. Secrets (webhook code, client secret, tokens) are random per portal.
-    Methods: ``imopenlines.dialog.get``, ``batch``, ``imopenlines.revision.get`` and
-    ``server.time``; any other method is ``ERROR_METHOD_NOT_FOUND``.
+    Methods: ``imopenlines.dialog.get``, ``batch``, ``imopenlines.revision.get``,
+    ``server.time`` and ``app.info`` (OAuth only); any other method is
+    ``ERROR_METHOD_NOT_FOUND``. :meth:`send_event` posts events to an app's handler.
 
     Attributes:
         client_id: The OAuth application's client id (``local.<hex>.<digits>``).
@@ -364,7 +376,9 @@ class FakePortal:
             _DIALOG_GET: self._dialog_get,
             "imopenlines.revision.get": self._revision_get,
             "server.time": self._server_time,
+            "app.info": self._app_info,
         }
+        self._handler_ids: dict[tuple[str, str], int] = {}
         self._runner: web.AppRunner | None = None
         self._bound_port: int | None = None
         self._sleepers: set[asyncio.Task[Any]] = set()
@@ -511,6 +525,76 @@ class FakePortal:
     def reset_stats(self) -> None:
         """Zero :attr:`stats` in place."""
         self.stats.reset()
+
+    async def send_event(
+        self,
+        url: str,
+        event: str,
+        data: Mapping[str, Any],
+        *,
+        with_tokens: bool = True,
+        application_token: str | None = None,
+    ) -> int:
+        """POST an event to an application's handler, as a portal delivers it.
+
+        The body is ``application/x-www-form-urlencoded`` built like PHP's
+        ``http_build_query`` (``data[DATA][0][chat][id]=7``), with an ``auth`` block shaped
+        like the documented ones (PROTOCOL.md section 6.2): a fresh token pair issued by
+        this portal (valid for its REST calls and its token endpoint), its addresses,
+        ``member_id`` and ``application_token``. Like a portal, it does not retry.
+
+        Args:
+            url: The handler's URL.
+            event: The event name (upper-cased when sent), e.g. ``ONOPENLINEMESSAGEADD``.
+            data: The ``data`` block, e.g. ``{"DATA": [{"chat": {"id": 7}, ...}]}``.
+            with_tokens: False sends no tokens, like an event no user caused.
+            application_token: The token to send instead of :attr:`application_token`
+                (a forged event); ``""`` sends an empty one.
+
+        Returns:
+            The HTTP status the handler answered.
+
+        Raises:
+            ValueError: ``event`` is empty or ``data`` is not a mapping.
+            aiohttp.ClientError: The handler could not be reached.
+            asyncio.TimeoutError: It did not answer within 10 seconds.
+        """
+        if not isinstance(event, str) or not event.strip():
+            raise ValueError(f"event must be a non-empty event name, got {event!r}")
+        if not isinstance(data, Mapping):
+            raise ValueError(f"data must be a mapping, got {type(data).__name__}")
+        name = event.strip().upper()
+        auth = auth_block(
+            name,
+            tokens=self._tokens.issue() if with_tokens else None,
+            expires_in=math.ceil(self._tokens.ttl),
+            scope=_SCOPE,
+            domain=f"{self._host}:{self.port}",
+            client_endpoint=self.client_endpoint,
+            server_endpoint=self.client_endpoint,
+            member_id=self.member_id,
+            status="F",
+            application_token=(
+                self.application_token if application_token is None else application_token
+            ),
+        )
+        handler_id = self._handler_ids.setdefault((name, url), len(self._handler_ids) + 1)
+        body = build_query(
+            event_payload(name, data, handler_id=handler_id, ts=int(self._unix_now()), auth=auth)
+        )
+        self.stats.events[name] += 1
+        timeout = aiohttp.ClientTimeout(total=_EVENT_TIMEOUT)
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as http,
+            http.post(
+                url,
+                data=body.encode("ascii"),
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+                allow_redirects=False,
+            ) as response,
+        ):
+            await response.read()
+            return response.status
 
     # ----------------------------------------------------------------- helpers
 
@@ -855,6 +939,24 @@ class FakePortal:
     def _revision_get(self, params: dict[str, Any], caller: _Caller) -> dict[str, Any]:
         # imopenlines.revision.get__200_success.json
         return {"rest": 2, "web": 1, "mobile": 1}
+
+    def _app_info(self, params: dict[str, Any], caller: _Caller) -> dict[str, Any]:
+        # The shape of app-info.md's example; a webhook has no application context.
+        if not caller.key.startswith("app:"):
+            raise _ApiError(*_NO_APP_CONTEXT)
+        return {
+            "ID": 1,
+            "CODE": self.client_id,
+            "VERSION": 1,
+            "STATUS": "F",
+            "INSTALLED": True,
+            "PAYMENT_EXPIRED": "N",
+            "DAYS": None,
+            "LANGUAGE_ID": "en",
+            "LICENSE": "en_ent10000",
+            "LICENSE_TYPE": "ent10000",
+            "LICENSE_FAMILY": "ent",
+        }
 
     def _server_time(self, params: dict[str, Any], caller: _Caller) -> str:
         # CRestProvider::getServerTime answers date('c').

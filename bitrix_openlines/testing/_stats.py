@@ -32,6 +32,7 @@ class PortalStats:
         faults: Injected faults per kind (``internal_error``, ``bad_gateway``, ``drop``,
             ``slow``, ``truncate``, ``command_internal_error``).
         max_bucket_level: Highest leaky-bucket level reached after an admission.
+        events: Events posted to handlers by ``send_event``, per event name.
     """
 
     requests: int = 0
@@ -43,6 +44,7 @@ class PortalStats:
     token_requests: int = 0
     faults: Counter[str] = attrs.Factory(Counter)
     max_bucket_level: float = 0.0
+    events: Counter[str] = attrs.Factory(Counter)
 
     def snapshot(self) -> dict[str, Any]:
         """Return the counters as plain dicts and numbers (safe to keep or compare)."""
@@ -60,6 +62,7 @@ class PortalStats:
             rejections=Counter(self.rejections),
             command_rejections=Counter(self.command_rejections),
             faults=Counter(self.faults),
+            events=Counter(self.events),
         )
 
     def reset(self) -> None:

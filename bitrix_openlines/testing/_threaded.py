@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 from ._data import FakeDialog
@@ -117,6 +117,15 @@ class ThreadedFakePortal:
 
         return asyncio.run_coroutine_threadsafe(run(), loop).result(_CALL_TIMEOUT)
 
+    def _await(self, make: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
+        """Run the coroutine ``make()`` on the portal's loop and wait for its result."""
+        loop = self._loop
+        if loop is None or self._thread is None:
+            raise RuntimeError("ThreadedFakePortal is not started: use 'with' or start()")
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("a blocking ThreadedFakePortal call from the portal's own loop")
+        return asyncio.run_coroutine_threadsafe(make(), loop).result(_CALL_TIMEOUT)
+
     # ----------------------------------------------------------------- the portal
 
     @property
@@ -197,3 +206,29 @@ class ThreadedFakePortal:
     def add_dialog(self, dialog: FakeDialog) -> None:
         """Add one dialog (see :meth:`FakePortal.add_dialog`)."""
         self._call(lambda: self._portal.add_dialog(dialog))
+
+    def send_event(
+        self,
+        url: str,
+        event: str,
+        data: Mapping[str, Any],
+        *,
+        with_tokens: bool = True,
+        application_token: str | None = None,
+    ) -> int:
+        """POST an event to a handler and return its HTTP status (blocking).
+
+        See :meth:`FakePortal.send_event`. The POST goes out from the portal's thread
+        while this one waits, so the handler must not be served by this thread's event
+        loop (it could not answer); from async code, call
+        ``await asyncio.to_thread(portal.send_event, ...)``.
+        """
+        return self._await(
+            lambda: self._portal.send_event(
+                url,
+                event,
+                data,
+                with_tokens=with_tokens,
+                application_token=application_token,
+            )
+        )

@@ -35,7 +35,7 @@ from bitrix_openlines import (
     TokenStore,
     exchange_code,
 )
-from bitrix_openlines.errors import AuthError
+from bitrix_openlines.errors import AuthError, OpenLinesError
 
 MEMBER = "a223c6b3710f85df22e9377d6c4f7553"
 
@@ -218,3 +218,17 @@ async def test_exchange_code_refused() -> None:
     assert "code123abc" not in repr(info.value)
     with pytest.raises(ValueError, match="code"):
         await exchange_code("", client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+
+
+async def test_a_pair_loaded_from_the_store_is_redacted_from_errors() -> None:
+    store = InMemoryTokenStore()
+    await store.save(MEMBER, _old_pair())
+    echo = f"<html>bad request {OLD_ACCESS} / {OLD_REFRESH}</html>"
+    with aioresponses() as mocked:
+        mocked.post(oauth_url("server.time"), status=502, body=echo, repeat=True)
+        async with _client(_auth(store)) as client:
+            with pytest.raises(OpenLinesError) as info:
+                await client.call_raw("server.time")
+    text = f"{info.value} {info.value!r} {getattr(info.value, 'excerpt', '')}"
+    assert OLD_ACCESS not in text
+    assert OLD_REFRESH not in text
