@@ -63,7 +63,8 @@ class OpenLinesClient:
         auth: :class:`~bitrix_openlines.WebhookAuth` or :class:`~bitrix_openlines.OAuthAuth`.
         rate_limit: The portal's bucket to mirror (``RateLimit.standard()`` by default,
             ``RateLimit.enterprise()`` on Enterprise); ``None`` disables client-side
-            pacing (the retry policy still handles 503s).
+            pacing (the retry policy still handles 503s). Every client of this process
+            with the same ``rate_limit`` shares one limiter (one bucket per portal).
         limiter: A limiter to use instead (for example one shared through Redis);
             ``rate_limit`` is then ignored.
         retry: The retry policy.
@@ -106,7 +107,8 @@ class OpenLinesClient:
             raise TypeError(f"hooks must be Hooks, got {type(hooks).__name__}")
         self._auth = auth
         if limiter is None and rate_limit is not None:
-            limiter = LeakyBucketLimiter(rate_limit)
+            # One bucket per portal per process, whatever the number of clients.
+            limiter = LeakyBucketLimiter.shared(rate_limit)
         self._limiter = limiter
         self._retry = retry or RetryPolicy()
         self._budget = operating_budget or OperatingBudget()

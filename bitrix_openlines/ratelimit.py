@@ -31,6 +31,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import math
+import threading
 import time
 from collections.abc import Awaitable, Callable
 
@@ -158,6 +159,23 @@ class LeakyBucketLimiter(Limiter):
         self._step = 1.0 / self.rate_limit.requests_per_second
         self._tolerance = (self.rate_limit.usable_burst - 1) * self._step
         self._tat: dict[str, float] = {}
+        # Reservations may come from several threads (sync clients each run a loop).
+        self._lock = threading.Lock()
+
+    @classmethod
+    def shared(cls, rate_limit: RateLimit) -> LeakyBucketLimiter:
+        """Return this process's one limiter for ``rate_limit`` (created on first use).
+
+        Every client built with ``rate_limit=`` (and no ``limiter=``) uses it, so that
+        several clients of one portal in one process (a web app making one per request,
+        sync and async clients side by side) share that portal's bucket, as the portal
+        does.
+        """
+        with _SHARED_LOCK:
+            limiter = _SHARED.get(rate_limit)
+            if limiter is None:
+                limiter = _SHARED[rate_limit] = cls(rate_limit)
+            return limiter
 
     def reserve(self, portal: str, cost: int = 1) -> float:
         """Take ``cost`` slots now and return how many seconds to wait before sending."""
@@ -167,13 +185,14 @@ class LeakyBucketLimiter(Limiter):
             raise ValueError(
                 f"cost {cost} exceeds the usable bucket size {self.rate_limit.usable_burst}"
             )
-        now = self._clock()
-        tat = max(self._tat.get(portal, now), now)
-        step = self._step
-        # The last of the ``cost`` slots must fit: level + cost <= usable burst at send time.
-        send_at = max(now, tat + (cost - 1) * step - self._tolerance)
-        self._tat[portal] = max(tat, send_at) + cost * step
-        return send_at - now
+        with self._lock:
+            now = self._clock()
+            tat = max(self._tat.get(portal, now), now)
+            step = self._step
+            # The last of the ``cost`` slots must fit: level + cost <= usable burst then.
+            send_at = max(now, tat + (cost - 1) * step - self._tolerance)
+            self._tat[portal] = max(tat, send_at) + cost * step
+            return send_at - now
 
     async def acquire(self, portal: str, cost: int = 1) -> None:
         """Reserve the next slot for ``portal`` (in call order) and wait for it."""
@@ -183,14 +202,19 @@ class LeakyBucketLimiter(Limiter):
 
     async def penalize(self, portal: str) -> None:
         """Assume the portal's bucket is full now: the next slot is one drain away."""
-        now = self._clock()
-        full = now + (self.rate_limit.usable_burst) * self._step
-        self._tat[portal] = max(self._tat.get(portal, now), full)
+        with self._lock:
+            now = self._clock()
+            full = now + self.rate_limit.usable_burst * self._step
+            self._tat[portal] = max(self._tat.get(portal, now), full)
 
     def level(self, portal: str) -> float:
         """The bucket's level as this limiter believes it (for metrics and tests)."""
         now = self._clock()
         return max(0.0, self._tat.get(portal, now) - now) / self._step
+
+
+_SHARED: dict[RateLimit, LeakyBucketLimiter] = {}
+_SHARED_LOCK = threading.Lock()
 
 
 class OperatingBudget:

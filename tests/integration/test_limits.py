@@ -121,3 +121,24 @@ async def test_a_429_pauses_its_method_until_the_reset() -> None:
             await client.call_raw("imopenlines.revision.get")
         assert portal.stats.rejections.get("OPERATION_TIME_LIMIT", 0) >= 1
         assert portal.stats.by_method["imopenlines.revision.get"] == 1
+
+
+async def test_clients_of_one_portal_in_one_process_share_its_bucket() -> None:
+    # A web app making a client per request must not multiply the portal's bucket.
+    limit = RateLimit(requests_per_second=10.0, burst=20)
+    async with FakePortal(dialogs=20, rate=10.0, burst=20) as portal:
+        clients = [
+            OpenLinesClient(WebhookAuth(portal.webhook_url), rate_limit=limit) for _ in range(3)
+        ]
+        assert len({id(c.limiter) for c in clients}) == 1
+        started = time.perf_counter()
+        try:
+            await asyncio.gather(
+                *(clients[i % 3].get_dialog(chat_id=i % 20 + 1) for i in range(45))
+            )
+        finally:
+            for client in clients:
+                await client.close()
+        elapsed = time.perf_counter() - started
+        assert portal.stats.rejections.get("QUERY_LIMIT_EXCEEDED", 0) == 0
+    assert elapsed >= limit.minimum_seconds(45)  # (45 - 20) / 10 = 2.5 s
