@@ -27,6 +27,8 @@ class Result:
         passed: Whether the target was met (a report, never a gate).
         details: Every other number worth keeping (parameters, counters, checks).
         notes: Lines to print under the table (the parameters, what missed and why).
+        skipped: Why the benchmark did not run (an optional dependency is missing), or
+            ``None`` when it ran; a skipped result counts neither as a pass nor a miss.
     """
 
     name: str
@@ -38,10 +40,13 @@ class Result:
     passed: bool
     details: dict[str, Any] = dataclasses.field(default_factory=dict)
     notes: list[str] = dataclasses.field(default_factory=list)
+    skipped: str | None = None
 
     @property
     def ratio(self) -> float | None:
-        """``figure / reference``, or ``None`` when the reference is zero."""
+        """``figure / reference``, or ``None`` when the reference is zero or it was skipped."""
+        if self.skipped is not None:
+            return None
         return self.figure / self.reference if self.reference > 0 else None
 
     def to_json(self) -> dict[str, Any]:

@@ -114,6 +114,36 @@ converter.register_structure_hook(datetime | None, _optional_datetime)
 converter.register_structure_hook(typing.Optional[datetime], _optional_datetime)  # noqa: UP045
 
 
+def _optional_of(tp: Any) -> Any:
+    """Return ``X`` when ``tp`` is ``X | None`` (one other member), else ``None``."""
+    if typing.get_origin(tp) not in (typing.Union, types.UnionType):
+        return None
+    args = typing.get_args(tp)
+    others = [a for a in args if a is not type(None)]
+    return others[0] if len(args) == 2 and len(others) == 1 else None
+
+
+def _make_optional_hook(tp: Any) -> Callable[[Any, Any], Any]:
+    # cattrs' generic Optional hook looks the inner hook up on every value; a Dialog has
+    # dozens of optional fields, so look it up once (measured: benchmarks per_call.py).
+    inner = _optional_of(tp)
+    inner_hook = converter.get_structure_hook(inner)
+
+    def hook(value: Any, _: Any) -> Any:
+        return None if value is None else inner_hook(value, inner)
+
+    return hook
+
+
+def _is_plain_optional(tp: Any) -> bool:
+    # Optional attrs classes and dates have their own hooks ([] and "" mean None there).
+    inner = _optional_of(tp)
+    return inner is not None and inner is not datetime and not attrs.has(inner)
+
+
+converter.register_structure_hook_factory(_is_plain_optional, _make_optional_hook)
+
+
 def _optional_attrs_class(tp: Any) -> type | None:
     """Return ``C`` when ``tp`` is ``C | None`` for an attrs class ``C``."""
     origin = typing.get_origin(tp)

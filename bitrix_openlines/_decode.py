@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from bitrix_openlines._redact import redact
@@ -38,7 +39,8 @@ def decode_json(raw: RawResponse, method: str | None) -> dict[str, Any]:
         )
     try:
         value = json.loads(raw.body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        # RecursionError: a body nested deeper than the JSON parser goes (b"[" * 10**5).
         what = "an HTML page" if raw.body.lstrip()[:1] == b"<" else "a body that is not JSON"
         content_type = raw.content_type or "none"
         raise _undecodable(
@@ -57,7 +59,11 @@ def reset_at_of(envelope: dict[str, Any]) -> float | None:
     if isinstance(block, dict):
         value = block.get("operating_reset_at")
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
+            try:
+                number = float(value)
+            except OverflowError:  # an int with hundreds of digits
+                return None
+            return number if math.isfinite(number) else None
     return None
 
 

@@ -16,6 +16,7 @@ import asyncio
 import inspect
 import ipaddress
 import logging
+import math
 import re
 import time
 import traceback
@@ -266,10 +267,18 @@ class OAuthTokens:
         if missing:
             raise ValueError(f"the token answer lacks {', '.join(missing)}")
         expires_at: float | None = None
-        if isinstance(body.get("expires"), int | float | str) and str(body["expires"]).isdigit():
-            expires_at = float(body["expires"])
-        elif str(body.get("expires_in", "")).isdigit():
-            expires_at = (time.time() if now is None else now) + float(body["expires_in"])
+        try:
+            if (
+                isinstance(body.get("expires"), int | float | str)
+                and str(body["expires"]).isdigit()
+            ):
+                expires_at = float(body["expires"])
+            elif str(body.get("expires_in", "")).isdigit():
+                expires_at = (time.time() if now is None else now) + float(body["expires_in"])
+        except OverflowError:
+            raise ValueError("the token answer's expires/expires_in is out of range") from None
+        if expires_at is not None and not math.isfinite(expires_at):
+            raise ValueError("the token answer's expires/expires_in is out of range")
         user_id = body.get("user_id")
         return cls(
             access_token=str(body["access_token"]),
@@ -534,6 +543,15 @@ class OAuthAuth(Auth):
         self._old_secrets: deque[str] = deque(maxlen=32)
         self.refresh_count = 0
 
+    def _usable(self, tokens: OAuthTokens, what: str) -> None:
+        """Refuse a pair from the network or a store whose endpoint we would not call."""
+        try:
+            self._check_endpoint(tokens)
+        except ValueError as exc:
+            raise AuthError(
+                f"{what} is unusable: {exc}", code="INVALID_CLIENT_ENDPOINT", method="oauth.token"
+            ) from None
+
     def _check_endpoint(self, tokens: OAuthTokens) -> None:
         endpoint = urlsplit(tokens.client_endpoint)
         _check_scheme(
@@ -584,7 +602,7 @@ class OAuthAuth(Auth):
                 "application (or save a pair) first",
                 code="NO_TOKENS",
             )
-        self._check_endpoint(loaded)
+        self._usable(loaded, f"the pair stored under {self._key!r}")
         self._tokens = loaded
         return loaded
 
@@ -648,6 +666,7 @@ class OAuthAuth(Auth):
         started = time.perf_counter()
         try:
             tokens = await _request_tokens(transport, self._token_url, params)
+            self._usable(tokens, "the OAuth server's new pair")
             if self._store is not None:
                 assert self._key is not None
                 # Saved before any call is replayed: the old refresh token is spent now.
@@ -665,7 +684,7 @@ class OAuthAuth(Auth):
     def _adopt(self, tokens: OAuthTokens) -> None:
         if self._tokens is not None:
             self._old_secrets.extend((self._tokens.access_token, self._tokens.refresh_token))
-        self._check_endpoint(tokens)
+        self._usable(tokens, "the refreshed pair")
         self._tokens = tokens
 
     async def _notify(self, tokens: OAuthTokens) -> None:

@@ -338,15 +338,13 @@ class BatchJob:
                     index = next_index
                     next_index += 1
                     held += 1
-                    request = self._make_request(query)
-                    if isinstance(request, _Bad):
+                    made = self._make_request(query)
+                    if isinstance(made, _Bad):
                         finish(
-                            self._outcome(
-                                index=index, query=query, request=None, error=request.error
-                            )
+                            self._outcome(index=index, query=query, request=None, error=made.error)
                         )
                         continue
-                    key = _key(request)
+                    request, key = made
                     pending = by_key.get(key)
                     if pending is not None:
                         pending.indices.append((index, query))
@@ -401,9 +399,12 @@ class BatchJob:
             if in_flight:
                 await asyncio.gather(*in_flight, return_exceptions=True)
 
-    def _make_request(self, query: Any) -> Method[Any] | _Bad:
+    def _make_request(self, query: Any) -> tuple[Method[Any], Hashable] | _Bad:
+        # The key encodes the command as it will be sent: a value that cannot be sent
+        # (a lone surrogate, a huge number) fails here, for this query alone.
         try:
-            return self._to_request(query)
+            request = self._to_request(query)
+            return request, _key(request)
         except (TypeError, ValueError) as exc:
             return _Bad(InvalidQueryError(f"invalid query: {exc}"))
 
@@ -426,8 +427,24 @@ class BatchJob:
         for pending in chunk:
             if pending.started is None:
                 pending.started = now
-        for method in {type(p.request).__api_method__ for p in chunk}:
-            await client.operating_budget.wait(method)
+        budget = client.operating_budget
+        pause = max(budget.pause_remaining(type(p.request).__api_method__) for p in chunk)
+        settled: list[tuple[_Pending, BatchOutcome[Any] | None]] = []
+        if pause > 0:
+            # A paused method: the commands whose deadline comes first fail now, rather
+            # than wait past it; the others wait for the reset.
+            waiting = []
+            for pending in chunk:
+                error = self._paused_past_deadline(pending, pause)
+                if error is None:
+                    waiting.append(pending)
+                else:
+                    settled.append((pending, self._failure(pending, error)))
+            chunk = waiting
+            if not chunk:
+                return settled
+            for method in {type(p.request).__api_method__ for p in chunk}:
+                await budget.wait(method)
         keys = [f"c{i}" for i in range(len(chunk))]
         methods = {k: type(p.request).__api_method__ for k, p in zip(keys, chunk, strict=True)}
         cmd = {
@@ -436,20 +453,37 @@ class BatchJob:
         }
         idempotent = all(type(p.request).__idempotent__ for p in chunk)
         try:
-            envelope = await client._execute(
+            answer = await client._execute(
                 "batch", {"cmd": cmd, "halt": 0}, idempotent=idempotent, commands=len(chunk)
             )
-            reset_at = _reset_at(envelope)
-            parsed = parse_batch_result(envelope.get("result"), keys, methods, reset_at=reset_at)
+            reset_at = answer.time.operating_reset_at if answer.time else None
+            parsed = parse_batch_result(
+                answer.envelope.get("result"), keys, methods, reset_at=reset_at
+            )
         except OpenLinesError as error:
             # The whole batch failed after the policy's last attempt: every command fails.
-            return [(p, self._failure(p, error)) for p in chunk]
-        out: list[tuple[_Pending, BatchOutcome[Any] | None]] = []
+            return settled + [(p, self._failure(p, error)) for p in chunk]
         for key, pending in zip(keys, chunk, strict=True):
             command = parsed[key]
-            client.operating_budget.observe(methods[key], command.time)
-            out.append((pending, self._settle(pending, command, reset_at)))
-        return out
+            budget.observe(methods[key], command.time)
+            settled.append((pending, self._settle(pending, command, reset_at)))
+        return settled
+
+    def _paused_past_deadline(self, pending: _Pending, pause: float) -> OpenLinesError | None:
+        """The error for a command whose method stays paused past its deadline, if so."""
+        policy = self._client.retry_policy
+        remaining = policy.remaining(pending.started or policy.clock())
+        if remaining is None or pause <= remaining:
+            return None
+        method = type(pending.request).__api_method__
+        return OperationTimeLimitError(
+            f"{method} is paused {pause:.0f}s by its operating-time budget, past the "
+            f"command's deadline ({max(0.0, remaining):.0f}s left)",
+            code="OPERATION_TIME_LIMIT",
+            status=200,
+            method=method,
+            reset_at=self._client.operating_budget.paused_until(method),
+        )
 
     def _settle(
         self, pending: _Pending, command: _CommandResult, reset_at: float | None
@@ -491,7 +525,9 @@ class BatchJob:
             if policy.counts_as_attempt(error):
                 pending.attempts += 1
             remaining = policy.remaining(pending.started or policy.clock())
-            out_of_time = remaining is not None and remaining <= 0
+            # The wait before the next try: the method's pause, if it has one.
+            pause = self._client.operating_budget.pause_remaining(method)
+            out_of_time = remaining is not None and (remaining <= 0 or pause > remaining)
             if pending.attempts < policy.max_attempts and not out_of_time:
                 return None
         return self._failure(pending, error)
@@ -499,11 +535,6 @@ class BatchJob:
     def _failure(self, pending: _Pending, error: OpenLinesError) -> BatchOutcome[Any]:
         index, query = pending.indices[0]
         return self._outcome(index=index, query=query, request=pending.request, error=error)
-
-
-def _reset_at(envelope: Mapping[str, Any]) -> float | None:
-    time_info = structure_time(envelope.get("time"))
-    return time_info.operating_reset_at if time_info else None
 
 
 def _key(request: Method[Any]) -> Hashable:

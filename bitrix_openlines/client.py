@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import aiohttp
+import attrs
 
 from bitrix_openlines._convert import describe_error, structure, structure_time
 from bitrix_openlines._decode import decode_envelope
@@ -36,7 +37,7 @@ from bitrix_openlines.methods.dialog import DialogGet
 from bitrix_openlines.ratelimit import LeakyBucketLimiter, Limiter, OperatingBudget, RateLimit
 from bitrix_openlines.retry import RetryPolicy, retrying
 from bitrix_openlines.transport import Timeouts, Transport
-from bitrix_openlines.types.common import Response
+from bitrix_openlines.types.common import Response, TimeInfo
 from bitrix_openlines.types.dialog import Dialog, UserCode
 
 __all__ = ["OpenLinesClient"]
@@ -114,8 +115,8 @@ class OpenLinesClient:
         self._budget = operating_budget or OperatingBudget()
         self._hooks = hooks or Hooks()
         self._transport = Transport(session, timeouts=timeouts)
-        self._transport.add_secrets(auth.secrets())
-        self._seen_tokens: set[str] = set()
+        self._transport.set_secrets(auth.secrets())
+        self._last_token: str | None = None
         auth.add_refresh_listener(self._on_refreshed)
 
     # -- lifecycle -------------------------------------------------------------------
@@ -170,10 +171,10 @@ class OpenLinesClient:
         if not isinstance(method, Method):
             raise TypeError(f"method must be a Method instance, got {type(method).__name__}")
         name = type(method).__api_method__
-        envelope = await self._execute(
+        answer = await self._execute(
             name, method.to_params(), idempotent=type(method).__idempotent__
         )
-        return _response(envelope, type(method).__returns__, name)
+        return _response(answer, type(method).__returns__, name)
 
     async def call_raw(
         self,
@@ -197,8 +198,8 @@ class OpenLinesClient:
         if idempotent is None:
             registered = registered_methods().get(method.lower())
             idempotent = bool(registered and registered.__idempotent__)
-        envelope = await self._execute(method, dict(params or {}), idempotent=idempotent)
-        return envelope["result"]
+        answer = await self._execute(method, dict(params or {}), idempotent=idempotent)
+        return answer.envelope["result"]
 
     async def get_dialog(
         self,
@@ -313,8 +314,17 @@ class OpenLinesClient:
 
     async def _execute(
         self, method: str, params: dict[str, Any], *, idempotent: bool, commands: int = 1
-    ) -> dict[str, Any]:
-        """Send one request under the retry policy and return the decoded envelope."""
+    ) -> _Answer:
+        """Send one request under the retry policy and return the decoded answer."""
+        started = self._retry.clock()
+        # The first attempt goes out without the retry machinery (most calls need none);
+        # a retryable failure hands over to the tenacity loop, which starts from it.
+        try:
+            return await self._attempt(method, params, 1, commands, started)
+        except OpenLinesError as error:
+            if self._retry.reason(error, idempotent=idempotent) is None:
+                raise
+            first_error: OpenLinesError | None = error
 
         def pause_for(error: BaseException) -> float:
             if isinstance(error, OperationTimeLimitError):
@@ -339,17 +349,26 @@ class OpenLinesClient:
             )
 
         async for attempt in retrying(
-            self._retry, idempotent=idempotent, pause_for=pause_for, on_retry=on_retry
+            self._retry,
+            idempotent=idempotent,
+            pause_for=pause_for,
+            on_retry=on_retry,
+            started=started,
         ):
             with attempt:
+                if first_error is not None:
+                    # Attempt 1 already failed: let tenacity judge it (wait, log, stop).
+                    failed, first_error = first_error, None
+                    raise failed
                 return await self._attempt(
-                    method, params, attempt.retry_state.attempt_number, commands
+                    method, params, attempt.retry_state.attempt_number, commands, started
                 )
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
     async def _attempt(
-        self, method: str, params: dict[str, Any], attempt: int, commands: int
-    ) -> dict[str, Any]:
+        self, method: str, params: dict[str, Any], attempt: int, commands: int, started: float
+    ) -> _Answer:
+        self._check_pause(method, self._retry.remaining(started))
         await self._budget.wait(method)
         prepared = await self._prepare(method, params)
         refreshed = False
@@ -363,13 +382,25 @@ class OpenLinesClient:
                 refreshed = True
                 prepared = await self._prepare(method, params)
 
+    def _check_pause(self, method: str, remaining: float | None) -> None:
+        """Raise rather than wait for a paused method past the call's deadline."""
+        pause = self._budget.pause_remaining(method)
+        if pause > 0 and remaining is not None and pause > remaining:
+            raise OperationTimeLimitError(
+                f"{method} is paused {pause:.0f}s by its operating-time budget, "
+                f"past the call's deadline ({max(0.0, remaining):.0f}s left)",
+                code="OPERATION_TIME_LIMIT",
+                method=method,
+                reset_at=self._budget.paused_until(method),
+            )
+
     async def _prepare(self, method: str, params: dict[str, Any]) -> PreparedCall:
         prepared = await self._auth.prepare(method, params)
-        if prepared.token is not None and prepared.token not in self._seen_tokens:
+        if prepared.token is not None and prepared.token != self._last_token:
             # A pair loaded lazily (from a TokenStore) or adopted from elsewhere: hide it
             # from error texts too, before it can appear in one.
-            self._seen_tokens.add(prepared.token)
-            self._transport.add_secrets(self._auth.secrets())
+            self._last_token = prepared.token
+            self._transport.set_secrets(self._auth.secrets())
         return prepared
 
     async def _refresh(self, prepared: PreparedCall) -> bool:
@@ -378,7 +409,8 @@ class OpenLinesClient:
     def _on_refreshed(self, ok: bool, duration: float, error: OpenLinesError | None) -> None:
         # Called once per refresh by the auth's single flight, however many tasks wait.
         if ok:
-            self._transport.add_secrets(self._auth.secrets())
+            # The auth's own list is bounded: replace, never grow, what the transport hides.
+            self._transport.set_secrets(self._auth.secrets())
         self._hooks.emit(
             self._hooks.on_refresh,
             RefreshEvent(
@@ -391,7 +423,7 @@ class OpenLinesClient:
 
     async def _send(
         self, method: str, prepared: PreparedCall, attempt: int, commands: int
-    ) -> dict[str, Any]:
+    ) -> _Answer:
         portal = self._auth.portal
         if self._limiter is not None:
             await self._limiter.acquire(portal, 1)
@@ -436,15 +468,24 @@ class OpenLinesClient:
                     commands=commands,
                 ),
             )
-        self._budget.observe(method, structure_time(envelope.get("time")))
-        return envelope
+        time_info = structure_time(envelope.get("time"))
+        self._budget.observe(method, time_info)
+        return _Answer(envelope=envelope, time=time_info)
 
 
-def _response(envelope: dict[str, Any], returns: Any, method: str) -> Response[Any]:
-    """Structure a decoded envelope into ``Response[returns]``, or raise DecodeError."""
+@attrs.frozen(slots=True)
+class _Answer:
+    """A decoded successful answer: the envelope, and its ``time`` block structured once."""
+
+    envelope: dict[str, Any]
+    time: TimeInfo | None
+
+
+def _response(answer: _Answer, returns: Any, method: str) -> Response[Any]:
+    """Structure a decoded answer into ``Response[returns]``, or raise DecodeError."""
+    envelope = answer.envelope
     try:
         result = structure(envelope["result"], returns)
-        time_info = structure_time(envelope.get("time"))
     except Exception as exc:  # cattrs raises ExceptionGroups, TypeError, ValueError...
         raise DecodeError(
             f"the result does not fit {getattr(returns, '__name__', returns)}: "
@@ -456,7 +497,7 @@ def _response(envelope: dict[str, Any], returns: Any, method: str) -> Response[A
     nxt = envelope.get("next")
     return Response(
         result=result,
-        time=time_info,
+        time=answer.time,
         total=total if isinstance(total, int) else None,
         next=nxt if isinstance(nxt, int) else None,
     )

@@ -225,6 +225,8 @@ class OperatingBudget:
             as documented; the real value is set by the cloud's configuration).
         headroom: Pause when ``operating`` reaches ``limit - headroom``.
         fallback_pause: How long to pause after a 429 when no reset time is known.
+        max_pause: The longest pause, whatever reset time an answer gives (the window is
+            10 minutes; a reset further away, or not a finite number, is not believed).
         clock: Wall-clock Unix time (the portal's ``operating_reset_at`` is Unix time).
         sleep: The coroutine used to wait.
     """
@@ -235,6 +237,7 @@ class OperatingBudget:
         limit: float = 480.0,
         headroom: float = 5.0,
         fallback_pause: float = 10.0,
+        max_pause: float = 660.0,
         clock: Clock = time.time,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
@@ -242,9 +245,11 @@ class OperatingBudget:
         if not 0 <= headroom < limit:
             raise ValueError(f"OperatingBudget.headroom must be in [0, limit), got {headroom!r}")
         _positive("OperatingBudget", "fallback_pause", fallback_pause)
+        _positive("OperatingBudget", "max_pause", max_pause)
         self.limit = float(limit)
         self.headroom = float(headroom)
         self.fallback_pause = float(fallback_pause)
+        self.max_pause = float(max_pause)
         self._clock = clock
         self._sleep = sleep
         self._paused_until: dict[str, float] = {}
@@ -270,9 +275,10 @@ class OperatingBudget:
         if time_info is None:
             return
         key = method.lower()
-        if time_info.operating_reset_at is not None:
-            self._reset_at[key] = time_info.operating_reset_at
-        if time_info.operating is None:
+        reset_at = time_info.operating_reset_at
+        if reset_at is not None and math.isfinite(reset_at):
+            self._reset_at[key] = reset_at
+        if time_info.operating is None or not math.isfinite(time_info.operating):
             return
         self._operating[key] = time_info.operating
         if time_info.operating >= self.limit - self.headroom:
@@ -286,11 +292,12 @@ class OperatingBudget:
         """
         key = method.lower()
         now = self._clock()
-        if until is None or until <= now:
+        if until is None or not math.isfinite(until) or until <= now:
             known = self._reset_at.get(key)
             until = known if known is not None and known > now else now + self.fallback_pause
-        # One second past the reset: the portal frees the basket at that second.
-        until += 1.0
+        # One second past the reset: the portal frees the basket at that second. Never
+        # longer than max_pause: a reset beyond the 10-minute window is not believed.
+        until = min(until + 1.0, now + self.max_pause)
         self._paused_until[key] = max(self._paused_until.get(key, 0.0), until)
         return self._paused_until[key]
 

@@ -190,13 +190,14 @@ class _CallRetry:
         idempotent: bool,
         pause_for: Callable[[BaseException], float],
         on_retry: Callable[[BaseException, int, str, float], None],
+        started: float | None = None,
     ) -> None:
         self.policy = policy
         self.idempotent = idempotent
         self.pause_for = pause_for
         self.on_retry = on_retry
         self.failures = 0
-        self.started = policy.clock()
+        self.started = policy.clock() if started is None else started
 
     def retry(self, state: RetryCallState) -> bool:
         error = state.outcome.exception() if state.outcome else None
@@ -235,6 +236,7 @@ def retrying(
     idempotent: bool,
     pause_for: Callable[[BaseException], float] = lambda _: 0.0,
     on_retry: Callable[[BaseException, int, str, float], None] = lambda *_: None,
+    started: float | None = None,
 ) -> AsyncRetrying:
     """Build the tenacity loop for one call under ``policy``.
 
@@ -245,8 +247,12 @@ def retrying(
             paused method); counted against the deadline.
         on_retry: Called before each wait with the error, the attempt that failed, the
             reason and the wait.
+        started: When the call began on ``policy.clock`` (now, by default): the deadline
+            counts from there.
     """
-    call = _CallRetry(policy, idempotent=idempotent, pause_for=pause_for, on_retry=on_retry)
+    call = _CallRetry(
+        policy, idempotent=idempotent, pause_for=pause_for, on_retry=on_retry, started=started
+    )
     return AsyncRetrying(
         retry=call.retry,
         wait=call.wait,

@@ -101,10 +101,12 @@ class Transport:
         """Whether the session is ours to close."""
         return self._owned
 
-    def add_secrets(self, secrets: Iterable[str]) -> None:
-        """Hide these strings from error texts too (tokens arrive after construction)."""
-        # Deduplicated: every refresh adds the current secrets again.
-        self._secrets = tuple(dict.fromkeys((*self._secrets, *secrets)))
+    def set_secrets(self, secrets: Iterable[str]) -> None:
+        """Hide exactly these strings from error texts (tokens change after construction).
+
+        Replaces the list: the caller hands its whole, bounded list each time.
+        """
+        self._secrets = tuple(dict.fromkeys(secrets))
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._closed:
@@ -184,9 +186,13 @@ class Transport:
 
 def _moved(response: aiohttp.ClientResponse, method: str | None) -> PortalMovedError:
     location = response.headers.get("Location", "")
-    parts = urlsplit(location)
-    host = parts.netloc.rpartition("@")[2]  # never a user:password@ part
-    new_address = f"{parts.scheme}://{host}" if parts.scheme and host else None
+    try:
+        parts = urlsplit(location)
+    except ValueError:  # "http://[portal/": not a URL at all
+        new_address = None
+    else:
+        host = parts.netloc.rpartition("@")[2]  # never a user:password@ part
+        new_address = f"{parts.scheme}://{host}" if parts.scheme and host else None
     where = f" to {new_address}" if new_address else ""
     return PortalMovedError(
         f"the portal answered {response.status} (moved{where}): it was renamed; "

@@ -20,13 +20,19 @@ __all__ = ["DialogGet"]
 _KEYS = ("chat_id", "dialog_id", "session_id", "user_code")
 
 
+# The portal keeps ids in signed 64-bit integers.
+_MAX_ID = 2**63 - 1
+
+
 def _positive_int(name: str, value: Any) -> None:
     if value is None:
         return
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r:.40}")
     if value <= 0:
         raise ValueError(f"{name} must be a positive integer, got {value}")
+    if value > _MAX_ID:
+        raise ValueError(f"{name} must be at most 2**63 - 1 (a 64-bit id), got a larger number")
 
 
 def _dialog_id(value: Any) -> None:

@@ -34,10 +34,13 @@ __all__ = [
     "chat_id_from_dialog_id",
 ]
 
-# The server checks /^chat[0-9]+$/i (Im\\Common::isChatId): any case of "chat".
-_DIALOG_ID = re.compile(r"chat([0-9]+)", re.IGNORECASE)
-# ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
-_INT = re.compile(r"-?[0-9]+")
+# The server checks /^chat[0-9]+$/i (Im\\Common::isChatId): any case of "chat". Ids are
+# signed 64-bit integers on the portal: at most 19 digits.
+_DIALOG_ID = re.compile(r"chat([0-9]{1,19})", re.IGNORECASE)
+_MAX_ID = 2**63 - 1
+# ASCII digits only (str.isdigit() also accepts "²", which int() refuses), and few enough
+# that int() never meets Python's limit on huge digit strings.
+_INT = re.compile(r"-?[0-9]{1,19}")
 _USER_CODE_PREFIX = "imol|"
 
 
@@ -49,7 +52,7 @@ def chat_id_from_dialog_id(dialog_id: str) -> int:
     """
     match = _DIALOG_ID.fullmatch(dialog_id)
     # "chat0" names no chat, just as chat_id=0 does not.
-    if match is None or int(match.group(1)) == 0:
+    if match is None or not 0 < int(match.group(1)) <= _MAX_ID:
         raise ValueError(
             f"dialog_id must look like 'chat123' (the word 'chat' and the chat's number), "
             f"got {dialog_id!r}"
@@ -92,6 +95,14 @@ class UserCode:
         """
         if not isinstance(text, str):
             raise TypeError(f"{parameter} must be a str, got {type(text).__name__}")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            # A lone surrogate ("\ud800") cannot be sent in a UTF-8 body.
+            raise ValueError(
+                f"{parameter} must be valid Unicode text; it has a lone surrogate at "
+                f"position {exc.start}"
+            ) from None
         body = text[len(_USER_CODE_PREFIX) :] if text.startswith(_USER_CODE_PREFIX) else text
         parts = body.split("|")
         if len(parts) != 4:
@@ -104,7 +115,7 @@ class UserCode:
             if not part.strip():
                 raise ValueError(f"{parameter} has an empty {name} part: {text!r}")
         connector, line, chat, user = parts
-        if not line.isascii() or not line.isdigit():
+        if not _INT.fullmatch(line) or line.startswith("-"):
             raise ValueError(
                 f"{parameter} must have a numeric line part, got {line!r} in {text!r}"
             )

@@ -343,13 +343,23 @@ async def test_429_pauses_only_that_method(docs_examples: Path) -> None:
         mocked.post(url, status=429, payload=error_body("OPERATION_TIME_LIMIT"))
         mocked.post(url, payload=dialog_example(docs_examples))
         mocked.post(other, payload={"result": 1763})
-        async with make_client(operating_budget=budget, retry=RetryPolicy.never()) as client:
+        # Two clients sharing the budget: one that never retries (its deadline is 0, so
+        # it never waits either), and one whose deadline leaves room to wait out a pause.
+        patient = RetryPolicy(max_attempts=1, deadline=60.0, clock=clock)
+        async with (
+            make_client(operating_budget=budget, retry=RetryPolicy.never()) as client,
+            make_client(operating_budget=budget, retry=patient) as waiting,
+        ):
             with pytest.raises(OperationTimeLimitError):
                 await client.get_dialog(chat_id=13)
             assert budget.paused_until(DIALOG_GET) == 1_000_011.0  # no reset known: 10 s + 1
             # Another method is not held.
             assert await client.call_raw("imopenlines.crm.chat.getLastId") == 1763
             assert clock.sleeps == []
-            # The same method waits out its pause first.
-            assert (await client.get_dialog(chat_id=13)).id == 1777
+            # Past a 0 s deadline a paused method is not waited for: it raises at once.
+            with pytest.raises(OperationTimeLimitError, match="past the call's deadline"):
+                await client.get_dialog(chat_id=13)
+            assert clock.sleeps == []
+            # Within the deadline, the same method waits out its pause first.
+            assert (await waiting.get_dialog(chat_id=13)).id == 1777
             assert clock.sleeps == [pytest.approx(11.0)]

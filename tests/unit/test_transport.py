@@ -262,11 +262,14 @@ async def test_raw_response_carries_the_secrets_but_does_not_show_them() -> None
     )
 
 
-def test_add_secrets_does_not_grow_with_repeats() -> None:
+def test_set_secrets_replaces_and_does_not_grow_with_repeats() -> None:
     transport = Transport(secrets=["alpha-secret", "alpha-secret"])
+    assert list(transport._secrets) == ["alpha-secret"]
     for _ in range(100):
-        transport.add_secrets(["alpha-secret", "beta-secret"])
-    assert transport._secrets == ("alpha-secret", "beta-secret")
+        transport.set_secrets(["alpha-secret", "beta-secret", "beta-secret"])
+    assert list(transport._secrets) == ["alpha-secret", "beta-secret"]
+    transport.set_secrets(["gamma-secret"])
+    assert list(transport._secrets) == ["gamma-secret"]
 
 
 async def test_borrowed_session_without_user_agent_still_names_the_sdk() -> None:

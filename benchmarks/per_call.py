@@ -1,0 +1,224 @@
+"""Per-call overhead: what the SDK adds to one ``get_dialog`` round trip.
+
+N sequential ``client.get_dialog(chat_id=...)`` calls through
+``OpenLinesClient(WebhookAuth(url), rate_limit=None)`` are timed against the same N
+sequential bare ``aiohttp.ClientSession.post(url + "imopenlines.dialog.get.json",
+json={"CHAT_ID": ...})`` requests plus ``json.loads`` of the answer: the least any
+Python client over aiohttp can do for that answer. A third path, the SDK's
+``client.call_raw("imopenlines.dialog.get", ...)`` (the same call path, the decoded
+``result`` returned as is, not structured into ``Dialog``), splits the overhead into the
+call path and the structuring.
+
+The portal runs in its own process with no limits (``benchmarks/_portal_process.py``), so
+on two cores the client and the server do not compete. After a warm-up of each path, the
+paths alternate in blocks, the order rotating each round, so that all of them see the
+same machine state (CPU frequency, caches, other load) in equal shares.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+
+from bitrix_openlines import OpenLinesClient, WebhookAuth
+
+from ._portal_process import portal_process
+from ._profile import WAITING, profile_by_package, top_functions
+from ._result import Result
+
+__all__ = ["per_call_overhead"]
+
+TARGET_RATIO = 1.2
+METHOD = "imopenlines.dialog.get"
+_SDK_GROUPS = frozenset({"bitrix_openlines", "cattrs", "tenacity", "attrs", "logging"})
+
+# One path: make calls for chat ids ``first .. first + count - 1`` (cycled over the
+# portal's dialogs); return how many answers were not the dialog asked for.
+_Path = Callable[[int, int], Awaitable[int]]
+
+
+def _chat_id(i: int, dialogs: int) -> int:
+    return i % dialogs + 1
+
+
+async def per_call_overhead(
+    calls: int,
+    *,
+    rounds: int = 20,
+    warmup: int = 300,
+    dialogs: int = 100,
+    profile_calls: int = 1000,
+) -> Result:
+    """Time ``calls`` sequential calls of each path, alternated in ``rounds`` blocks."""
+    block = max(1, calls // rounds)
+    calls = block * rounds
+    async with portal_process(dialogs) as url:
+        endpoint = f"{url}{METHOD}.json"
+        client = OpenLinesClient(WebhookAuth(url), rate_limit=None)
+        async with client, aiohttp.ClientSession() as http:
+
+            async def sdk(first: int, count: int) -> int:
+                wrong = 0
+                for i in range(first, first + count):
+                    chat_id = _chat_id(i, dialogs)
+                    dialog = await client.get_dialog(chat_id=chat_id)
+                    wrong += dialog.chat_id != chat_id
+                return wrong
+
+            async def call_raw(first: int, count: int) -> int:
+                wrong = 0
+                for i in range(first, first + count):
+                    chat_id = _chat_id(i, dialogs)
+                    result = await client.call_raw(METHOD, {"CHAT_ID": chat_id})
+                    wrong += result["id"] != chat_id
+                return wrong
+
+            async def bare(first: int, count: int) -> int:
+                wrong = 0
+                for i in range(first, first + count):
+                    chat_id = _chat_id(i, dialogs)
+                    async with http.post(endpoint, json={"CHAT_ID": chat_id}) as response:
+                        body = await response.read()
+                    wrong += json.loads(body)["result"]["id"] != chat_id
+                return wrong
+
+            paths: dict[str, _Path] = {"sdk": sdk, "call_raw": call_raw, "bare": bare}
+            # Generous: the slowest plausible machine does a loopback call in 5 ms.
+            time_limit = 60 + (calls + warmup) * len(paths) * 0.005
+            elapsed, wrong, round_ratios = await asyncio.wait_for(
+                _measure(paths, block, rounds, warmup), time_limit
+            )
+            profile: dict[str, Any] = {}
+            ratio = elapsed["sdk"] / elapsed["bare"]
+            if ratio > TARGET_RATIO and profile_calls > 0:
+                profile = await asyncio.wait_for(
+                    _profile(sdk, bare, profile_calls), 60 + profile_calls * 0.02
+                )
+    return _result(calls, block, rounds, warmup, elapsed, wrong, round_ratios, profile)
+
+
+async def _measure(
+    paths: dict[str, _Path], block: int, rounds: int, warmup: int
+) -> tuple[dict[str, float], dict[str, int], list[float]]:
+    names = list(paths)
+    wrong = dict.fromkeys(names, 0)
+    for name in names:  # warm-up: connections open, code paths and caches hot
+        wrong[name] += await paths[name](0, warmup)
+    elapsed = dict.fromkeys(names, 0.0)
+    round_ratios: list[float] = []
+    for r in range(rounds):
+        shift = r % len(names)
+        this_round: dict[str, float] = {}
+        for name in names[shift:] + names[:shift]:
+            started = time.perf_counter()
+            wrong[name] += await paths[name](r * block, block)
+            this_round[name] = time.perf_counter() - started
+            elapsed[name] += this_round[name]
+        round_ratios.append(this_round["sdk"] / this_round["bare"])
+    return elapsed, wrong, round_ratios
+
+
+async def _profile(sdk: _Path, bare: _Path, calls: int) -> dict[str, Any]:
+    sdk_groups, sdk_stats = await profile_by_package(lambda: _discard(sdk(0, calls)), calls)
+    bare_groups, _ = await profile_by_package(lambda: _discard(bare(0, calls)), calls)
+    return {
+        "calls": calls,
+        "sdk_us_per_call": sdk_groups,
+        "bare_us_per_call": bare_groups,
+        "sdk_top_functions_us_per_call": top_functions(sdk_stats, calls, _SDK_GROUPS),
+    }
+
+
+async def _discard(calls: Awaitable[int]) -> None:
+    await calls
+
+
+def _profile_notes(profile: dict[str, Any]) -> list[str]:
+    sdk: dict[str, float] = profile["sdk_us_per_call"]
+    bare: dict[str, float] = profile["bare_us_per_call"]
+    groups = sorted(set(sdk) | set(bare), key=lambda g: sdk.get(g, 0) - bare.get(g, 0))
+    groups.reverse()
+    lines = [
+        f"where the time goes (cProfile of {profile['calls']:,} calls of each path; "
+        "µs per call by package, inflated by the profiler; sdk / bare / difference):"
+    ]
+    for group in groups:
+        s, b = sdk.get(group, 0.0), bare.get(group, 0.0)
+        if max(s, b) >= 1.0:
+            lines.append(f"    {group:<30} {s:7.1f} {b:7.1f} {s - b:+7.1f}")
+    lines.append(
+        f"    {'total (without ' + WAITING + ')':<30} "
+        f"{sum(v for k, v in sdk.items() if k != WAITING):7.1f} "
+        f"{sum(v for k, v in bare.items() if k != WAITING):7.1f}"
+    )
+    top = profile["sdk_top_functions_us_per_call"][:6]
+    lines.append(
+        "  most own time in the SDK and its dependencies (µs per call): "
+        + "; ".join(f"{name} {us:.1f}" for name, us in top)
+    )
+    return lines
+
+
+def _result(
+    calls: int,
+    block: int,
+    rounds: int,
+    warmup: int,
+    elapsed: dict[str, float],
+    wrong: dict[str, int],
+    round_ratios: list[float],
+    profile: dict[str, Any],
+) -> Result:
+    per_call = {name: seconds / calls for name, seconds in elapsed.items()}
+    sdk_us, raw_us, bare_us = (per_call[k] * 1e6 for k in ("sdk", "call_raw", "bare"))
+    ratio = per_call["sdk"] / per_call["bare"]
+    checks = {f"every {name} answer was the dialog asked for": n == 0 for name, n in wrong.items()}
+    notes = [
+        f"{calls:,} sequential calls per path ({rounds} rounds of {block:,}, order rotating; "
+        f"{warmup} warm-up calls each) against a fake portal in its own process, no limits",
+        f"SDK get_dialog {sdk_us:.1f} µs/call; bare aiohttp POST + json.loads "
+        f"{bare_us:.1f} µs/call; SDK call_raw (no Dialog structuring) {raw_us:.1f} µs/call",
+        f"SDK overhead {sdk_us - bare_us:+.1f} µs/call: call path (call_raw - bare) "
+        f"{raw_us - bare_us:+.1f}, Dialog structuring (get_dialog - call_raw) "
+        f"{sdk_us - raw_us:+.1f}; per-round ratios: median {statistics.median(round_ratios):.3f}, "
+        f"min {min(round_ratios):.3f}, max {max(round_ratios):.3f}",
+    ]
+    if profile:
+        notes.extend(_profile_notes(profile))
+    failed_checks = [key for key, ok in checks.items() if not ok]
+    if failed_checks:
+        notes.append(f"FAILED CHECKS: {', '.join(failed_checks)}")
+    return Result(
+        name="per_call_overhead",
+        figure=sdk_us,
+        unit="µs/call",
+        reference=bare_us,
+        reference_label="bare aiohttp + json.loads",
+        target=f"ratio <= {TARGET_RATIO}",
+        passed=ratio <= TARGET_RATIO and all(checks.values()),
+        details={
+            "calls_per_path": calls,
+            "rounds": rounds,
+            "block": block,
+            "warmup": warmup,
+            "sdk_s_per_call": per_call["sdk"],
+            "call_raw_s_per_call": per_call["call_raw"],
+            "bare_s_per_call": per_call["bare"],
+            "sdk_us_per_call": sdk_us,
+            "call_raw_us_per_call": raw_us,
+            "bare_us_per_call": bare_us,
+            "overhead_us_per_call": sdk_us - bare_us,
+            "call_path_overhead_us": raw_us - bare_us,
+            "structuring_overhead_us": sdk_us - raw_us,
+            "round_ratios": round_ratios,
+            "profile": profile,
+            "checks": checks,
+        },
+        notes=notes,
+    )

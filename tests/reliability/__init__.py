@@ -1,0 +1,1 @@
+"""The reliability suite: long runs, faults, fuzzing and a soak against the fake portal."""
