@@ -16,33 +16,16 @@ Ctrl-C or SIGTERM to the runner, which cancels the benchmark).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
-import re
-import signal
 import sys
-import tempfile
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
+from ._portal_process import ROOT, BenchmarkError, _stop, portal_process
 from ._result import Result, mb
 
 __all__ = ["iter_dialogs_memory"]
 
 TARGET_MB = 150.0
-ROOT = Path(__file__).resolve().parent.parent
-_WEBHOOK_LINE = re.compile(r"^\s*webhook URL:\s+(\S+)\s*$")
-_STARTUP_TIMEOUT = 60.0
-
-
-class BenchmarkError(RuntimeError):
-    """A child process failed; the message carries its exit status and stderr."""
-
-
-def _tail(stream: IO[bytes]) -> str:
-    stream.seek(0)
-    return stream.read()[-2000:].decode("utf-8", errors="replace")
 
 
 async def _run_child(args: list[str], time_limit: float) -> dict[str, Any]:
@@ -71,46 +54,6 @@ async def _run_child(args: list[str], time_limit: float) -> dict[str, Any]:
     return data
 
 
-async def _stop(process: asyncio.subprocess.Process, *, group: bool = False) -> None:
-    """Terminate ``process`` (one we started) if it still runs, and reap it.
-
-    With ``group``, ``process`` leads its own session (``start_new_session``): its whole
-    process group (the process it forked too) is signalled. Only while ``process`` is not
-    reaped, so the group's id cannot have been reused. A process that exited by itself
-    left nothing behind: the memory child waits for the process it forked.
-    """
-
-    def signal_it(signum: int) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            if group:
-                os.killpg(process.pid, signum)
-            else:
-                process.send_signal(signum)
-
-    if process.returncode is not None:
-        return
-    signal_it(signal.SIGTERM)
-    try:
-        await asyncio.wait_for(process.wait(), 5)
-    except TimeoutError:
-        signal_it(signal.SIGKILL)
-        await process.wait()
-
-
-async def _webhook_url(process: asyncio.subprocess.Process, errors: IO[bytes]) -> str:
-    assert process.stdout is not None
-    while True:
-        line = await process.stdout.readline()
-        if not line:
-            raise BenchmarkError(
-                f"the fake portal exited ({await process.wait()}) before printing its URL: "
-                f"{_tail(errors)}"
-            )
-        match = _WEBHOOK_LINE.match(line.decode("utf-8", errors="replace"))
-        if match:
-            return match.group(1)
-
-
 async def iter_dialogs_memory(queries: int, dialogs: int, window: int = 5000) -> Result:
     """Stream ``queries`` queries over ``dialogs`` chat ids through ``iter_dialogs``."""
     if dialogs < window:
@@ -119,31 +62,10 @@ async def iter_dialogs_memory(queries: int, dialogs: int, window: int = 5000) ->
     # Generous: the slowest plausible machine does well over 1,000 dialogs/s.
     timeout = 120 + queries / 1000
     reference = await _run_child(["reference", *sizes], time_limit=120 + queries / 100_000)
-    with tempfile.TemporaryFile() as portal_errors:
-        portal = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bitrix_openlines.cli",
-            "fake-portal",
-            "--port",
-            "0",
-            "--no-limits",
-            "--dialogs",
-            str(dialogs),
-            cwd=ROOT,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=portal_errors,
+    async with portal_process(dialogs) as url:
+        client = await _run_child(
+            ["client", "--url", url, "--window", str(window), *sizes], time_limit=timeout
         )
-        try:
-            url = await asyncio.wait_for(_webhook_url(portal, portal_errors), _STARTUP_TIMEOUT)
-            client = await _run_child(
-                ["client", "--url", url, "--window", str(window), *sizes], time_limit=timeout
-            )
-            if portal.returncode is not None:
-                raise BenchmarkError(f"the fake portal died: {_tail(portal_errors)}")
-        finally:
-            await _stop(portal)
     growth = mb(client["growth_kib"])
     input_size = mb(reference["growth_kib"])
     counted = client["ok"] + client["failed"]
