@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import IO, Any, TextIO
 
+from bitrix_openlines._cli_args import positive_float, positive_int
 from bitrix_openlines._jobs import (
     QueryLine,
     dialog_to_json,
@@ -61,8 +62,10 @@ def add_auth_arguments(parser: argparse.ArgumentParser) -> None:
     limits.add_argument(
         "--enterprise", action="store_true", help="the Enterprise plan's limit (5/s, burst 250)"
     )
-    limits.add_argument("--rate", type=float, help="the portal's drain, requests/s (default 2)")
-    limits.add_argument("--burst", type=int, help="the portal's bucket size (default 50)")
+    limits.add_argument(
+        "--rate", type=positive_float, help="the portal's drain, requests/s (default 2)"
+    )
+    limits.add_argument("--burst", type=positive_int, help="the portal's bucket size (default 50)")
 
 
 def _env(args: argparse.Namespace, flag: str, variable: str) -> str | None:
@@ -143,14 +146,8 @@ def build_rate_limit(args: argparse.Namespace) -> RateLimit:
     base = RateLimit.enterprise() if args.enterprise else RateLimit.standard()
     rate = args.rate if args.rate is not None else base.requests_per_second
     burst = args.burst if args.burst is not None else base.burst
-    try:
-        return RateLimit(requests_per_second=rate, burst=burst)
-    except ValueError as exc:
-        raise UsageError(
-            str(exc)
-            .replace("RateLimit.requests_per_second", "--rate")
-            .replace("RateLimit.burst", "--burst")
-        ) from None
+    # argparse has already refused a --rate or --burst that is not positive.
+    return RateLimit(requests_per_second=rate, burst=burst)
 
 
 def run_get(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

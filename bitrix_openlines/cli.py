@@ -34,40 +34,11 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any, TextIO
 
+from bitrix_openlines._cli_args import port, positive_float, positive_int
 from bitrix_openlines._cli_dialog import add_auth_arguments, run_get, run_get_many
 from bitrix_openlines._version import __version__
 
 __all__ = ["main"]
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0 or math.isinf(value):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port from 0 to 65535, got {value}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,9 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print one dialog (imopenlines.dialog.get) as JSON.",
     )
     which = get.add_mutually_exclusive_group(required=True)
-    which.add_argument("--chat-id", type=_positive_int, metavar="N", help="the chat id")
+    which.add_argument("--chat-id", type=positive_int, metavar="N", help="the chat id")
     which.add_argument("--dialog-id", metavar="chatN", help="'chat' and the chat id")
-    which.add_argument("--session-id", type=_positive_int, metavar="N", help="a session id")
+    which.add_argument("--session-id", type=positive_int, metavar="N", help="a session id")
     which.add_argument("--user-code", metavar="CODE", help="connector|line|chat|user")
     add_auth_arguments(get)
     many = dialog_commands.add_parser(
@@ -111,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     many.add_argument("--resume", action="store_true", help="skip the queries already in --output")
     many.add_argument("--unordered", action="store_true", help="write outcomes as they complete")
     many.add_argument(
-        "--concurrency", type=_positive_int, default=4, help="batch calls in flight (default 4)"
+        "--concurrency", type=positive_int, default=4, help="batch calls in flight (default 4)"
     )
     add_auth_arguments(many)
 
@@ -123,11 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
             "public client with get_dialogs, and print a summary."
         ),
     )
-    demo.add_argument("--dialogs", type=_positive_int, default=5000, help="queries (default 5000)")
+    demo.add_argument("--dialogs", type=positive_int, default=5000, help="queries (default 5000)")
     demo.add_argument(
-        "--rate", type=_positive_float, default=2.0, help="portal drain, requests/s (default 2)"
+        "--rate", type=positive_float, default=2.0, help="portal drain, requests/s (default 2)"
     )
-    demo.add_argument("--burst", type=_positive_int, default=50, help="portal bucket (default 50)")
+    demo.add_argument("--burst", type=positive_int, default=50, help="portal bucket (default 50)")
     demo.add_argument("--seed", type=int, default=7, help="random seed for the queries")
 
     fake = commands.add_parser(
@@ -135,10 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the fake portal on a local port until Ctrl-C",
         description="Run the fake Bitrix24 portal on 127.0.0.1 (test secrets are printed).",
     )
-    fake.add_argument("--port", type=_port, default=0, help="port (default: a free one)")
-    fake.add_argument("--dialogs", type=_positive_int, default=100, help="dialogs to serve")
-    fake.add_argument("--rate", type=_positive_float, default=2.0, help="drain, requests/s")
-    fake.add_argument("--burst", type=_positive_int, default=50, help="bucket size")
+    fake.add_argument("--port", type=port, default=0, help="port (default: a free one)")
+    fake.add_argument("--dialogs", type=positive_int, default=100, help="dialogs to serve")
+    fake.add_argument("--rate", type=positive_float, default=2.0, help="drain, requests/s")
+    fake.add_argument("--burst", type=positive_int, default=50, help="bucket size")
     fake.add_argument(
         "--no-limits",
         action="store_true",

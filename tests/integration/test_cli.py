@@ -93,6 +93,8 @@ def test_dialog_get_failures_and_exit_codes(
         (["dialog", "get-many", "--input", "x"], "--output"),
         (["demo", "--dialogs", "-3"], "positive integer"),
         (["fake-portal", "--port", "70000"], "port"),
+        (["dialog", "get", "--chat-id", "1", "--rate", "0"], "argument --rate"),
+        (["dialog", "get-many", "--input", "x", "--output", "y", "--burst", "-5"], "--burst"),
     ],
 )
 def test_bad_flags_exit_2_with_a_message(
