@@ -5,10 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from _aioresponses_compat import install as _install_aioresponses_compat
 
-# The verbatim response bodies from the official docs live beside the repository:
-# /work/shared/bitrix-docs-examples here, <repo>/../shared/bitrix-docs-examples in CI.
-DOCS_EXAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "bitrix-docs-examples"
+_install_aioresponses_compat()
+
+# Verbatim response bodies from the official docs, copied into the repository (their
+# sources are named in the folder's README.md): a fresh clone runs every test alone.
+DOCS_EXAMPLES = Path(__file__).resolve().parent / "data" / "docs-examples"
 
 
 @pytest.fixture(scope="session")
@@ -17,7 +20,7 @@ def docs_examples() -> Path:
     if not (DOCS_EXAMPLES.is_dir() and any(DOCS_EXAMPLES.glob("*.json"))):
         pytest.fail(
             f"the docs examples folder is missing or empty: {DOCS_EXAMPLES} "
-            "(expected <repo>/../shared/bitrix-docs-examples with the *.json bodies)",
+            "(expected tests/data/docs-examples with the *.json bodies)",
             pytrace=False,
         )
     return DOCS_EXAMPLES

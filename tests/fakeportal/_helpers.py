@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 
 DIALOG_GET = "imopenlines.dialog.get"
+
+# The official docs' bodies, copied into the repository (sources in the folder's README).
+DOCS_EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "docs-examples"
 
 
 class FakeClock:
@@ -26,34 +27,9 @@ class FakeClock:
         self.now += seconds
 
 
-def _examples_dir() -> Path | None:
-    # The docs folder lives beside the repository: /work/shared locally, <checkout>/../shared
-    # in CI. BITRIX_DOCS_EXAMPLES overrides both.
-    repo_root = Path(__file__).resolve().parents[2]
-    candidates: list[str | Path] = [
-        os.environ.get("BITRIX_DOCS_EXAMPLES", ""),
-        repo_root.parent / "shared" / "bitrix-docs-examples",
-        Path.cwd().parent / "shared" / "bitrix-docs-examples",
-    ]
-    for candidate in candidates:
-        if candidate and Path(candidate).is_dir():
-            return Path(candidate)
-    return None
-
-
 def load_example(name: str) -> Any:
-    """Return a documented response body from ``shared/bitrix-docs-examples``.
-
-    Skips the test when the folder is absent (an sdist without the docs), but fails in CI,
-    where a missing folder means a broken checkout rather than a missing optional file.
-    """
-    folder = _examples_dir()
-    if folder is None:
-        message = "shared/bitrix-docs-examples not found beside the repository"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return json.loads((folder / name).read_text(encoding="utf-8"))
+    """Return a documented response body from ``tests/data/docs-examples``."""
+    return json.loads((DOCS_EXAMPLES / name).read_text(encoding="utf-8"))
 
 
 def shape(value: Any) -> Any:
