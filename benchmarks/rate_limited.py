@@ -13,7 +13,8 @@ import math
 import time
 from collections import Counter
 
-from bitrix_openlines import Hooks, OpenLinesClient, RateLimit, RetryEvent, WebhookAuth
+from bitrix_openlines import Hooks, OpenLinesClient, RateLimit, WebhookAuth
+from bitrix_openlines.hooks import RetryEvent
 from bitrix_openlines.testing import FakePortal
 
 from ._result import Result

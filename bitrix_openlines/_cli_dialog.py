@@ -21,7 +21,7 @@ from bitrix_openlines._jobs import (
     scan_output,
 )
 from bitrix_openlines.auth import DEFAULT_TOKEN_URL, Auth, OAuthAuth, OAuthTokens, WebhookAuth
-from bitrix_openlines.errors import AuthError, OpenLinesError
+from bitrix_openlines.errors import AuthError, CommandLineError, OpenLinesError
 from bitrix_openlines.ratelimit import RateLimit
 from bitrix_openlines.sync import SyncOpenLinesClient
 
@@ -31,10 +31,6 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
-
-
-class UsageError(Exception):
-    """A flag, the environment or an input file is wrong (exit code 2)."""
 
 
 def add_auth_arguments(parser: argparse.ArgumentParser) -> None:
@@ -77,23 +73,23 @@ def build_auth(args: argparse.Namespace) -> Auth:
     """Build the auth from flags and environment.
 
     Raises:
-        UsageError: Nothing or too much is configured, or a value is invalid; the text
+        CommandLineError: Nothing or too much is configured, or a value is invalid; the text
             names the setting, never its secret value.
     """
     webhook = _env(args, "webhook_url", "BITRIX24_WEBHOOK_URL")
     tokens_file = _env(args, "tokens_file", "BITRIX24_TOKENS_FILE")
     if webhook and tokens_file:
-        raise UsageError("give either a webhook URL or an OAuth tokens file, not both")
+        raise CommandLineError("give either a webhook URL or an OAuth tokens file, not both")
     if webhook:
         try:
             return WebhookAuth(webhook)
         except (TypeError, ValueError) as exc:
-            raise UsageError(f"--webhook-url / BITRIX24_WEBHOOK_URL: {exc}") from None
+            raise CommandLineError(f"--webhook-url / BITRIX24_WEBHOOK_URL: {exc}") from None
     if tokens_file:
         client_id = _env(args, "client_id", "BITRIX24_CLIENT_ID")
         client_secret = os.environ.get("BITRIX24_CLIENT_SECRET")
         if not client_id or not client_secret:
-            raise UsageError(
+            raise CommandLineError(
                 "OAuth needs BITRIX24_CLIENT_ID (or --client-id) and BITRIX24_CLIENT_SECRET"
             )
         tokens = _load_tokens(tokens_file)
@@ -107,8 +103,8 @@ def build_auth(args: argparse.Namespace) -> Auth:
                 on_refresh=lambda new: _save_tokens(tokens_file, new),
             )
         except (TypeError, ValueError) as exc:
-            raise UsageError(f"OAuth settings: {exc}") from None
-    raise UsageError(
+            raise CommandLineError(f"OAuth settings: {exc}") from None
+    raise CommandLineError(
         "no credentials: set BITRIX24_WEBHOOK_URL (or --webhook-url), or "
         "BITRIX24_TOKENS_FILE with BITRIX24_CLIENT_ID and BITRIX24_CLIENT_SECRET"
     )
@@ -119,15 +115,15 @@ def _load_tokens(path: str) -> OAuthTokens:
         with open(path, encoding="utf-8") as stream:
             body = json.load(stream)
     except OSError as exc:
-        raise UsageError(f"--tokens-file: cannot read {path}: {exc.strerror}") from None
+        raise CommandLineError(f"--tokens-file: cannot read {path}: {exc.strerror}") from None
     except ValueError:
-        raise UsageError(f"--tokens-file: {path} is not JSON") from None
+        raise CommandLineError(f"--tokens-file: {path} is not JSON") from None
     if not isinstance(body, Mapping):
-        raise UsageError(f"--tokens-file: {path} must hold a JSON object")
+        raise CommandLineError(f"--tokens-file: {path} must hold a JSON object")
     try:
         return OAuthTokens.from_response(body)
     except ValueError as exc:
-        raise UsageError(f"--tokens-file: {exc}") from None
+        raise CommandLineError(f"--tokens-file: {exc}") from None
 
 
 def _save_tokens(path: str, tokens: OAuthTokens) -> None:
@@ -164,8 +160,8 @@ def run_get(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             try:
                 dialog = client.get_dialog(**query)
             except (TypeError, ValueError) as exc:
-                raise UsageError(str(exc)) from None
-    except UsageError as exc:
+                raise CommandLineError(str(exc)) from None
+    except CommandLineError as exc:
         err.write(f"bitrix-openlines: error: {exc}\n")
         return EXIT_USAGE
     except AuthError as exc:
@@ -219,7 +215,7 @@ def _open_input(path: str) -> IO[str]:
     try:
         return open(path, encoding="utf-8")
     except OSError as exc:
-        raise UsageError(f"--input: cannot read {path}: {exc.strerror}") from None
+        raise CommandLineError(f"--input: cannot read {path}: {exc.strerror}") from None
 
 
 def _count_queries(path: str, skip: set[int]) -> int | None:
@@ -234,10 +230,10 @@ def run_get_many(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     started = time.monotonic()
     try:
         if args.resume and args.output == "-":
-            raise UsageError("--resume needs --output FILE (it reads what is already there)")
+            raise CommandLineError("--resume needs --output FILE (it reads what is already there)")
         existing = args.output != "-" and os.path.exists(args.output)
         if existing and not args.resume and os.path.getsize(args.output) > 0:
-            raise UsageError(
+            raise CommandLineError(
                 f"--output: {args.output} exists; use --resume to continue it, or remove it"
             )
         auth = build_auth(args)
@@ -245,10 +241,10 @@ def run_get_many(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         try:
             skip = scan_output(args.output) if args.resume else set()
         except ValueError as exc:
-            raise UsageError(f"--output: {exc}") from None
+            raise CommandLineError(f"--output: {exc}") from None
         source = _open_input(args.input)
         total = _count_queries(args.input, skip)
-    except UsageError as exc:
+    except CommandLineError as exc:
         err.write(f"bitrix-openlines: error: {exc}\n")
         return EXIT_USAGE
 

@@ -19,10 +19,11 @@ import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, override
 
+from bitrix_openlines.errors import DecodeError
 from bitrix_openlines.types.common import TimeInfo
 from bitrix_openlines.types.dialog import Dialog
 
-__all__ = ["converter", "describe_error", "structure", "structure_time"]
+__all__ = ["converter", "describe_error", "structure", "structure_result", "structure_time"]
 
 T = TypeVar("T")
 
@@ -234,6 +235,23 @@ converter.register_structure_hook(Dialog, _make_extra_keeping_hook(Dialog))
 def structure(value: Any, cl: type[T]) -> T:
     """Structure ``value`` into ``cl`` with the SDK's converter."""
     return converter.structure(value, cl)
+
+
+def structure_result(value: Any, returns: Any, method: str | None) -> Any:
+    """Structure a call's ``result`` into ``returns``, or raise :class:`DecodeError`.
+
+    The one place a result that does not fit its type becomes an error, for single calls
+    and batch commands alike.
+    """
+    try:
+        return converter.structure(value, returns)
+    except Exception as exc:  # cattrs raises ExceptionGroups, TypeError, ValueError...
+        raise DecodeError(
+            f"the result does not fit {getattr(returns, '__name__', returns)}: "
+            f"{describe_error(exc)}",
+            status=200,
+            method=method,
+        ) from exc
 
 
 def structure_time(value: Any) -> TimeInfo | None:

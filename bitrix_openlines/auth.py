@@ -1,12 +1,16 @@
 """Credentials: incoming webhooks and OAuth 2.0 tokens with a single-flight refresh.
 
-An auth object turns a method name and its parameters into the URL and body to send,
-and, for OAuth, refreshes the access token when the portal answers ``expired_token``.
-Refresh tokens are single-use (PROTOCOL.md 6.1): two refreshes racing with the same token
-would lose the session, so every task that meets the same stale token waits on ONE
-refresh, and all of them see its outcome, good or bad.
+An auth object hands the session the :class:`Credentials` of a call (where to send it,
+and the token it carries) and, for OAuth, refreshes the access token when the portal
+answers ``expired_token``. The refresh is the auth's own I/O: it asks the OAuth server
+through its own HTTP session (borrowed, or opened for the refresh), so no refresh depends
+on the client whose call started it. Refresh tokens are single-use (PROTOCOL.md 6.1):
+two refreshes racing with the same token would lose the session, so every task that meets
+the same stale token waits on ONE refresh, and all of them see its outcome.
 
-Secrets never appear in a ``repr``, an error text or a log line: reprs print ``***``.
+Each auth owns the :class:`~bitrix_openlines._redact.Redactor` of its secrets (the
+session passes every network text through it), and secrets never appear in a ``repr``,
+an error text or a log line: reprs print ``***``.
 """
 
 from __future__ import annotations
@@ -20,7 +24,6 @@ import math
 import re
 import time
 import traceback
-from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -29,17 +32,10 @@ from urllib.parse import urlsplit
 import aiohttp
 import attrs
 
-from bitrix_openlines._decode import decode_json
-from bitrix_openlines._redact import MASK, redact
-from bitrix_openlines.errors import (
-    AuthError,
-    DecodeError,
-    OpenLinesError,
-    ServerError,
-    TransportError,
-    error_from_payload,
-)
+from bitrix_openlines._redact import MASK, Redactor, mask
+from bitrix_openlines.errors import AuthError, DecodeError, OpenLinesError, ServerError
 from bitrix_openlines.transport import Timeouts, Transport
+from bitrix_openlines.wire import decode_json, error_from_payload
 
 __all__ = [
     "DEFAULT_TOKEN_URL",
@@ -47,7 +43,8 @@ __all__ = [
     "InMemoryTokenStore",
     "OAuthAuth",
     "OAuthTokens",
-    "PreparedCall",
+    "Credentials",
+    "RefreshResult",
     "TokenStore",
     "WebhookAuth",
     "exchange_code",
@@ -84,28 +81,54 @@ def _check_scheme(parameter: str, scheme: str, host: str, allow_http: bool) -> N
         )
 
 
-@attrs.frozen(slots=True)
-class PreparedCall:
-    """What to send for one call: the URL, the JSON body, and the token used (if any)."""
+@attrs.frozen(slots=True, repr=False)
+class Credentials:
+    """Where one call goes, and the token it carries: its repr shows neither.
 
-    url: str
-    payload: dict[str, Any]
-    token: str | None = attrs.field(default=None, repr=False)
+    Attributes:
+        base: The REST base URL (``https://portal/rest/1/<code>/`` for a webhook, the
+            tokens' ``client_endpoint`` for OAuth), ending with ``/``.
+        token: The OAuth access token sent as the body's ``auth``, or ``None``.
+    """
+
+    base: str
+    token: str | None = None
+
+    def url(self, method: str) -> str:
+        """Return the URL of ``method``."""
+        return f"{self.base}{method}.json"
 
     def __repr__(self) -> str:
-        # The URL holds a webhook's code and the payload an OAuth token: show neither
+        # The base holds a webhook's code and the token is secret: show the portal only
         # (tracebacks with local variables print this object).
-        parts = urlsplit(self.url)
-        return (
-            f"PreparedCall(portal='{parts.scheme}://{parts.netloc}', keys={sorted(self.payload)})"
-        )
+        parts = urlsplit(self.base)
+        return f"Credentials(portal='{parts.scheme}://{parts.netloc}', token={mask(self.token)})"
+
+
+@attrs.frozen(slots=True)
+class RefreshResult:
+    """How a refresh ended, as each task that waited for it sees it.
+
+    Attributes:
+        flight: The refresh's number for this auth (1, 2, ...): tasks that waited for
+            the same refresh see the same number, so a client reports it once.
+        duration: Seconds the refresh took.
+        error: Why it failed, or ``None`` when a new pair is in use.
+        asked_server: Whether the OAuth server was asked (not when a pair refreshed
+            elsewhere was found in the store).
+    """
+
+    flight: int
+    duration: float
+    error: OpenLinesError | None = None
+    asked_server: bool = True
 
 
 class Auth(abc.ABC):
     """Base class of the credentials a client uses."""
 
-    def __init__(self) -> None:
-        self._refresh_listeners: list[RefreshListener] = []
+    #: Hides this auth's secrets in any text (the session passes network texts through it).
+    redactor: Redactor
 
     @property
     @abc.abstractmethod
@@ -113,39 +136,17 @@ class Auth(abc.ABC):
         """The portal's address (``https://host``): the key of its rate limit."""
 
     @abc.abstractmethod
-    async def prepare(self, method: str, params: Mapping[str, Any]) -> PreparedCall:
-        """Return the URL and body for a call of ``method`` with ``params``."""
+    async def credentials(self) -> Credentials:
+        """Return the credentials to send the next call with."""
 
-    async def refresh(self, stale: PreparedCall, transport: Transport) -> bool:
+    async def refresh(self, stale: Credentials) -> RefreshResult | None:
         """Renew credentials after the portal refused ``stale``'s token as expired.
 
         Returns:
-            Whether the call should be sent again with fresh credentials.
+            How the refresh ended, or ``None`` when these credentials cannot be
+            refreshed (a webhook).
         """
-        return False
-
-    def secrets(self) -> tuple[str, ...]:
-        """The strings that must never be shown (for redaction)."""
-        return ()
-
-    def add_refresh_listener(self, listener: RefreshListener) -> None:
-        """Call ``listener(ok, seconds, error)`` once after each refresh attempt."""
-        self._refresh_listeners.append(listener)
-
-    def remove_refresh_listener(self, listener: RefreshListener) -> None:
-        """Stop calling ``listener`` (no error if it was not added)."""
-        if listener in self._refresh_listeners:
-            self._refresh_listeners.remove(listener)
-
-    def _refreshed(self, ok: bool, seconds: float, error: OpenLinesError | None) -> None:
-        for listener in list(self._refresh_listeners):
-            try:
-                listener(ok, seconds, error)
-            except Exception:
-                logger.exception("a refresh listener raised; ignored")
-
-
-RefreshListener = Callable[[bool, float, OpenLinesError | None], None]
+        return None
 
 
 class WebhookAuth(Auth):
@@ -164,7 +165,6 @@ class WebhookAuth(Auth):
     """
 
     def __init__(self, url: str, *, allow_http: bool = False) -> None:
-        super().__init__()
         if not isinstance(url, str):
             raise TypeError(f"url must be a str, got {type(url).__name__}")
         parts = urlsplit(url.strip())
@@ -188,8 +188,8 @@ class WebhookAuth(Auth):
             raise ValueError("url must not have a query string or a fragment")
         self._portal = f"{parts.scheme}://{parts.netloc}"
         self._user_id = int(user)
-        self._code = code
-        self._base = f"{self._portal}/rest/{user}/{code}/"
+        self._credentials = Credentials(base=f"{self._portal}/rest/{user}/{code}/")
+        self.redactor = Redactor((code,))
 
     @property
     def portal(self) -> str:
@@ -201,13 +201,9 @@ class WebhookAuth(Auth):
         """The id of the user the webhook acts as."""
         return self._user_id
 
-    async def prepare(self, method: str, params: Mapping[str, Any]) -> PreparedCall:
-        """Return the webhook URL of ``method`` and the parameters as the body."""
-        return PreparedCall(url=f"{self._base}{method}.json", payload=dict(params))
-
-    def secrets(self) -> tuple[str, ...]:
-        """The webhook code."""
-        return (self._code,)
+    async def credentials(self) -> Credentials:
+        """Return the webhook's base URL (it holds the secret code)."""
+        return self._credentials
 
     def __repr__(self) -> str:
         return f"WebhookAuth('{self._portal}/rest/{self._user_id}/{MASK}/')"
@@ -371,23 +367,31 @@ class InMemoryTokenStore(TokenStore):
         """Return the ``asyncio.Lock`` of ``key``."""
         return self._locks.setdefault(key, asyncio.Lock())
 
-    def keys(self) -> list[str]:
-        """The keys stored (for tests and admin pages)."""
-        return list(self._pairs)
-
     def __repr__(self) -> str:
         return f"InMemoryTokenStore(keys={len(self._pairs)})"
 
 
 async def _request_tokens(
-    transport: Transport, token_url: str, params: dict[str, str]
+    session: aiohttp.ClientSession | None,
+    timeouts: Timeouts | None,
+    token_url: str,
+    params: dict[str, str],
+    redactor: Redactor,
 ) -> OAuthTokens:
-    """Ask the OAuth server for a token pair (refresh or authorization code grant)."""
-    raw = await transport.get(token_url, params, method="oauth.token")
-    body = decode_json(raw, "oauth.token")
+    """Ask the OAuth server for a token pair (refresh or authorization code grant).
+
+    Uses ``session`` when given (never closing it), else a session opened for this
+    request alone: a refresh belongs to no client.
+    """
+    transport = Transport(session, timeouts=timeouts)
+    try:
+        raw = await transport.get(token_url, params, method="oauth.token")
+    finally:
+        await transport.close()
+    body = decode_json(raw, "oauth.token", redactor)
     # The OAuth server may answer an error with status 200 (wrong_client, PROTOCOL 3.2).
     if "error" in body or raw.status >= 400:
-        error = error_from_payload(body, status=raw.status, method="oauth.token")
+        error = error_from_payload(body, status=raw.status, method="oauth.token", redact=redactor)
         if isinstance(error, ServerError):
             # The OAuth server failed (5xx): the refresh token may still be good.
             raise error
@@ -453,29 +457,32 @@ async def exchange_code(
         raise ValueError("code must be a non-empty string")
     _check_client(client_id, client_secret)
     _check_token_url(token_url, allow_http)
-    transport = Transport(session, timeouts=timeouts, secrets=(client_secret, code))
+    if session is not None and not isinstance(session, aiohttp.ClientSession):
+        raise TypeError(f"session must be an aiohttp.ClientSession, got {type(session).__name__}")
     params = {
         "grant_type": "authorization_code",
         "client_id": client_id,
         "client_secret": client_secret,
         "code": code,
     }
-    try:
-        return await _request_tokens(transport, token_url, params)
-    finally:
-        await transport.close()
+    return await _request_tokens(
+        session, timeouts, token_url, params, Redactor((client_secret, code))
+    )
 
 
 class OAuthAuth(Auth):
     """OAuth 2.0 credentials of an installed application, refreshed when they expire.
 
-    On ``expired_token`` or ``invalid_token`` the client calls :meth:`refresh`: the first
-    task to arrive asks the OAuth server for a new pair; every other task that met the
-    same stale token waits for that one answer. The new pair is saved (``store``) and
-    handed to ``on_refresh`` before any call is replayed. A refresh that fails with an
-    OAuth error (``invalid_grant``: the refresh token is used or expired) raises the same
-    :class:`AuthError` in every waiter and is not tried again for that token; a network
-    failure or a 5xx of the OAuth server is raised too, but a later call may try again.
+    On ``expired_token`` or ``invalid_token`` the session calls :meth:`refresh`: the
+    first task to arrive asks the OAuth server for a new pair, through the auth's own
+    HTTP session (``session``, or one opened for the refresh), so the refresh goes on
+    even if the client whose call started it is cancelled or closed. Every other task
+    that met the same stale token waits for that one answer. The new pair is saved
+    (``store``) and handed to ``on_refresh`` before any call is replayed. A refresh that
+    the OAuth server refuses (``invalid_grant``: the refresh token is used or expired)
+    raises the same :class:`AuthError` in every waiter and is not tried again for that
+    token; any other failure (the network, a 5xx, a store that fails) is raised too, and
+    a later call tries again.
 
     With a :class:`TokenStore`, many ``OAuthAuth`` objects (many clients) for one portal
     share one pair: the refresh runs under the store's lock, and one that finds a newer
@@ -494,6 +501,9 @@ class OAuthAuth(Auth):
         key: The pair's key in ``store`` (the portal's ``member_id`` by default, when the
             tokens give one).
         allow_http: Allow ``http://`` endpoints for non-loopback hosts.
+        session: An ``aiohttp.ClientSession`` to ask the OAuth server through (never
+            closed here); ``None`` opens one for each refresh (once an hour or so).
+        timeouts: Connect and total timeouts of the token requests.
     """
 
     def __init__(
@@ -507,8 +517,9 @@ class OAuthAuth(Auth):
         store: TokenStore | None = None,
         key: str | None = None,
         allow_http: bool = False,
+        session: aiohttp.ClientSession | None = None,
+        timeouts: Timeouts | None = None,
     ) -> None:
-        super().__init__()
         _check_client(client_id, client_secret)
         if tokens is not None and not isinstance(tokens, OAuthTokens):
             raise TypeError(f"tokens must be OAuthTokens, got {type(tokens).__name__}")
@@ -524,24 +535,41 @@ class OAuthAuth(Auth):
             raise ValueError(f"key must be a non-empty string, got {key!r}")
         if on_refresh is not None and not callable(on_refresh):
             raise TypeError("on_refresh must be callable")
+        if session is not None and not isinstance(session, aiohttp.ClientSession):
+            raise TypeError(
+                f"session must be an aiohttp.ClientSession, got {type(session).__name__}"
+            )
+        if timeouts is not None and not isinstance(timeouts, Timeouts):
+            raise TypeError(f"timeouts must be Timeouts, got {type(timeouts).__name__}")
         _check_token_url(token_url, allow_http)
         self._allow_http = allow_http
         if tokens is not None:
             self._check_endpoint(tokens)
         self._client_id = client_id
         self._client_secret = client_secret
+        self.redactor = Redactor((client_secret,))
         # With a store, the pair is read from it on the first call (``tokens`` only seeds
         # an empty store); without one, ``tokens`` is the pair.
-        self._tokens: OAuthTokens | None = tokens if store is None else None
+        self._tokens: OAuthTokens | None = None
+        if store is None:
+            self._set_tokens(tokens)
         self._seed = tokens
         self._token_url = token_url
         self._on_refresh = on_refresh
         self._store = store
         self._key = key
-        self._inflight: asyncio.Future[OAuthTokens] | None = None
+        self._session = session
+        self._timeouts = timeouts
+        self._inflight: asyncio.Future[RefreshResult] | None = None
         self._inflight_for: str | None = None
-        self._old_secrets: deque[str] = deque(maxlen=32)
+        self._flight = 0
+        self._last = RefreshResult(flight=0, duration=0.0, asked_server=False)
         self.refresh_count = 0
+
+    def _set_tokens(self, tokens: OAuthTokens | None) -> None:
+        self._tokens = tokens
+        if tokens is not None:
+            self.redactor.set_current((tokens.access_token, tokens.refresh_token))
 
     def _usable(self, tokens: OAuthTokens, what: str) -> None:
         """Refuse a pair from the network or a store whose endpoint we would not call."""
@@ -603,89 +631,90 @@ class OAuthAuth(Auth):
                 code="NO_TOKENS",
             )
         self._usable(loaded, f"the pair stored under {self._key!r}")
-        self._tokens = loaded
-        return loaded
+        if self._tokens is None:
+            self._set_tokens(loaded)
+        return self._tokens or loaded
 
-    async def prepare(self, method: str, params: Mapping[str, Any]) -> PreparedCall:
-        """Return ``client_endpoint + method`` and the parameters with ``auth`` added."""
+    async def credentials(self) -> Credentials:
+        """Return ``client_endpoint`` as the base and the access token to send."""
         tokens = await self._current()
-        base = (
-            tokens.client_endpoint
-            if tokens.client_endpoint.endswith("/")
-            else tokens.client_endpoint + "/"
+        endpoint = tokens.client_endpoint
+        return Credentials(
+            base=endpoint if endpoint.endswith("/") else endpoint + "/",
+            token=tokens.access_token,
         )
-        payload = dict(params)
-        payload["auth"] = tokens.access_token
-        return PreparedCall(url=f"{base}{method}.json", payload=payload, token=tokens.access_token)
 
-    async def refresh(self, stale: PreparedCall, transport: Transport) -> bool:
+    async def refresh(self, stale: Credentials) -> RefreshResult | None:
         """Refresh once for all tasks that met ``stale``'s expired token; see the class."""
         if stale.token is None:
-            return False
+            return None
         if self._tokens is not None and self._tokens.access_token != stale.token:
             # Someone already refreshed since this call was prepared: just replay.
-            return True
+            return self._last
         if self._inflight is None or self._inflight_for != stale.token:
+            self._flight += 1
             self._inflight_for = stale.token
-            self._inflight = asyncio.ensure_future(self._refresh(transport, stale.token))
+            self._inflight = asyncio.ensure_future(self._refresh(stale.token, self._flight))
             self._inflight.add_done_callback(self._after_refresh)
         # shield: one waiter being cancelled must not cancel the refresh for the others.
-        await asyncio.shield(self._inflight)
-        return True
+        return await asyncio.shield(self._inflight)
 
-    def _after_refresh(self, future: asyncio.Future[OAuthTokens]) -> None:
-        if future.cancelled():
+    def _after_refresh(self, future: asyncio.Future[RefreshResult]) -> None:
+        if future.cancelled() or future.exception() is not None:
             self._inflight = None
             return
-        error = future.exception()  # also marks the exception as retrieved
-        if isinstance(error, TransportError | DecodeError | ServerError):
-            # A network or server failure says nothing about the refresh token: allow a new
-            # try.
+        if not isinstance(future.result().error, AuthError):
+            # Only the OAuth server's verdict on this refresh token is final; a network
+            # or server failure, or a store that failed, says nothing about it: a later
+            # call may try again.
             self._inflight = None
 
-    async def _refresh(self, transport: Transport, stale_token: str) -> OAuthTokens:
-        if self._store is None:
-            return await self._refresh_with(transport, await self._current())
-        assert self._key is not None
-        async with self._store.lock(self._key):
-            stored = await self._store.load(self._key)
-            if stored is not None and stored.access_token != stale_token:
-                # Another client (or process) refreshed while we waited for the lock.
-                self._adopt(stored)
-                return stored
-            pair = stored or await self._current()
-            return await self._refresh_with(transport, pair)
+    async def _refresh(self, stale_token: str, flight: int) -> RefreshResult:
+        started = time.perf_counter()
+        asked = True
+        try:
+            if self._store is None:
+                await self._refresh_with(await self._current())
+            else:
+                assert self._key is not None
+                async with self._store.lock(self._key):
+                    stored = await self._store.load(self._key)
+                    if stored is not None and stored.access_token != stale_token:
+                        # Another client (or process) refreshed while we waited for the lock.
+                        asked = False
+                        self._adopt(stored)
+                    else:
+                        await self._refresh_with(stored or await self._current())
+        except OpenLinesError as error:
+            result = RefreshResult(flight, time.perf_counter() - started, error, asked)
+        else:
+            result = RefreshResult(flight, time.perf_counter() - started, None, asked)
+        self._last = result
+        return result
 
-    async def _refresh_with(self, transport: Transport, pair: OAuthTokens) -> OAuthTokens:
+    async def _refresh_with(self, pair: OAuthTokens) -> None:
         params = {
             "grant_type": "refresh_token",
             "client_id": self._client_id,
             "client_secret": self._client_secret,
             "refresh_token": pair.refresh_token,
         }
-        started = time.perf_counter()
-        try:
-            tokens = await _request_tokens(transport, self._token_url, params)
-            self._usable(tokens, "the OAuth server's new pair")
-            if self._store is not None:
-                assert self._key is not None
-                # Saved before any call is replayed: the old refresh token is spent now.
-                await self._store.save(self._key, tokens)
-        except OpenLinesError as error:
-            self._refreshed(False, time.perf_counter() - started, error)
-            raise
+        tokens = await _request_tokens(
+            self._session, self._timeouts, self._token_url, params, self.redactor
+        )
+        self._usable(tokens, "the OAuth server's new pair")
+        if self._store is not None:
+            assert self._key is not None
+            # Saved before any call is replayed: the old refresh token is spent now.
+            await self._store.save(self._key, tokens)
         self._adopt(tokens)
         self.refresh_count += 1
         logger.info("oauth tokens refreshed (refresh #%d)", self.refresh_count)
         await self._notify(tokens)
-        self._refreshed(True, time.perf_counter() - started, None)
-        return tokens
 
     def _adopt(self, tokens: OAuthTokens) -> None:
-        if self._tokens is not None:
-            self._old_secrets.extend((self._tokens.access_token, self._tokens.refresh_token))
         self._usable(tokens, "the refreshed pair")
-        self._tokens = tokens
+        self._set_tokens(tokens)
 
     async def _notify(self, tokens: OAuthTokens) -> None:
         if self._on_refresh is None:
@@ -696,14 +725,8 @@ class OAuthAuth(Auth):
                 await outcome
         except Exception as exc:
             # The callback's error may quote the tokens it failed to store: redact it.
-            details = redact("".join(traceback.format_exception(exc)), self.secrets())
+            details = self.redactor("".join(traceback.format_exception(exc)))
             logger.error("on_refresh failed; the new tokens are still used in memory\n%s", details)
-
-    def secrets(self) -> tuple[str, ...]:
-        """The client secret and every token pair seen."""
-        pairs = [p for p in (self._tokens, self._seed) if p is not None]
-        current = [secret for p in pairs for secret in (p.access_token, p.refresh_token)]
-        return (self._client_secret, *current, *self._old_secrets)
 
     def __repr__(self) -> str:
         return (

@@ -1,12 +1,14 @@
 """The batch engine: many method calls -> ``batch`` requests of <= 50 -> one outcome each.
 
-Pure pieces (encoding a command as the portal parses it, reading a ``batch`` answer) sit
-beside :class:`BatchJob`, which runs a stream of requests through the client:
+:class:`BatchJob` runs a stream of requests through a ``send_batch`` callable (the
+session's, in a client) and reads the answers with :mod:`~bitrix_openlines.wire`:
 
 - requests are read lazily from any iterable or async iterable; at most ``window``
   of them are held at a time (read but not yet handed out), so memory does not grow
   with the input;
-- identical requests are sent once and share their outcome;
+- each request is encoded once (:func:`~bitrix_openlines.wire.batch_command`): the
+  command string is the dedup key and what is sent; identical requests are sent once
+  and share their outcome;
 - unique requests are packed into ``batch`` calls of at most 50 commands, and up to
   ``concurrency`` batches are in flight, each waiting for its slot of the portal's
   bucket (a batch costs one slot);
@@ -28,57 +30,63 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
-    Hashable,
     Iterable,
-    Iterator,
     Mapping,
 )
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
-from urllib.parse import quote_plus
+from typing import Any, Generic, Protocol, TypeVar
 
 import attrs
 
-from bitrix_openlines._convert import describe_error, structure, structure_time
+from bitrix_openlines._convert import structure_result
 from bitrix_openlines.errors import (
     DecodeError,
+    InvalidQueryError,
     OpenLinesError,
     OperationTimeLimitError,
     RateLimitError,
     ServerError,
-    error_from_payload,
 )
 from bitrix_openlines.methods.base import Method
+from bitrix_openlines.ratelimit import OperatingBudget
+from bitrix_openlines.retry import RetryPolicy
 from bitrix_openlines.types.common import TimeInfo
 from bitrix_openlines.types.dialog import Dialog
-
-if TYPE_CHECKING:
-    from bitrix_openlines.client import OpenLinesClient
+from bitrix_openlines.wire import (
+    MAX_BATCH_COMMANDS,
+    CommandResult,
+    WireParams,
+    WireValue,
+    batch_command,
+    parse_batch_result,
+    reset_at_of,
+)
 
 __all__ = [
-    "MAX_BATCH_COMMANDS",
     "BatchJob",
     "BatchOutcome",
     "DialogOutcome",
-    "InvalidQueryError",
-    "encode_command",
-    "http_build_query",
-    "parse_batch_result",
+    "SendBatch",
 ]
 
 T = TypeVar("T")
 
-MAX_BATCH_COMMANDS = 50
-"""The portal runs at most 50 commands per ``batch`` (PROTOCOL.md section 5)."""
-
 ProgressCallback = Callable[[int, int, int | None], Awaitable[None] | None]
 
 
-class InvalidQueryError(OpenLinesError, ValueError):
-    """A query of a batch job was malformed; it fails alone, before any request.
+class _Answer(Protocol):
+    @property
+    def envelope(self) -> dict[str, Any]: ...
 
-    It is a ``ValueError`` too, so ``except ValueError`` catches it like the error the
-    same input raises from ``DialogGet(...)`` directly.
+
+class SendBatch(Protocol):
+    """Send one ``batch`` request (``params`` in wire form) and return its decoded answer.
+
+    It raises the request's final error, after the retry policy's attempts.
     """
+
+    def __call__(
+        self, params: WireParams, *, idempotent: bool, commands: int
+    ) -> Awaitable[_Answer]: ...
 
 
 @attrs.frozen(slots=True)
@@ -117,116 +125,6 @@ class DialogOutcome(BatchOutcome["Dialog"]):
         return self.result
 
 
-# -- encoding --------------------------------------------------------------------------
-
-
-def _scalar(value: Any) -> str:
-    if value is True:
-        return "1"
-    if value is False:
-        return "0"
-    return str(value)
-
-
-def _pairs(prefix: str, value: Any) -> Iterator[tuple[str, str]]:
-    if value is None:
-        return
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            yield from _pairs(f"{prefix}[{key}]", item)
-    elif isinstance(value, list | tuple):
-        for index, item in enumerate(value):
-            yield from _pairs(f"{prefix}[{index}]", item)
-    else:
-        yield prefix, _scalar(value)
-
-
-def http_build_query(params: Mapping[str, Any]) -> str:
-    """Encode ``params`` as PHP's ``http_build_query`` does (``a[b][0]=x``, ``+`` for space).
-
-    The portal decodes a batch command with PHP's ``parse_str``, so nested values use
-    bracket keys and every reserved character is percent-encoded (PROTOCOL.md 1 and 5).
-    ``None`` values are left out; ``True``/``False`` become ``1``/``0``.
-    """
-    parts: list[str] = []
-    for key, value in params.items():
-        for name, text in _pairs(str(key), value):
-            parts.append(f"{quote_plus(name, safe='[]')}={quote_plus(text, safe='')}")
-    return "&".join(parts)
-
-
-def encode_command(method: str, params: Mapping[str, Any]) -> str:
-    """Return one ``cmd`` entry: ``method?query`` (sent as is inside a JSON body)."""
-    query = http_build_query(params)
-    return f"{method}?{query}" if query else method
-
-
-# -- decoding --------------------------------------------------------------------------
-
-
-@attrs.frozen(slots=True)
-class _CommandResult:
-    """What the answer says of one command: a raw result or an error, or nothing."""
-
-    found: bool
-    result: Any = None
-    error: OpenLinesError | None = None
-    time: TimeInfo | None = None
-
-
-def _part(value: Any) -> Mapping[str, Any]:
-    # Empty parts arrive as [] (a PHP empty array); list-style keys 0..n as a JSON list.
-    if isinstance(value, Mapping):
-        return value
-    if isinstance(value, list):
-        return {str(index): item for index, item in enumerate(value)}
-    return {}
-
-
-def parse_batch_result(
-    result: Any,
-    keys: Iterable[str],
-    methods: Mapping[str, str],
-    *,
-    reset_at: float | None = None,
-) -> dict[str, _CommandResult]:
-    """Split a ``batch`` call's ``result`` into one entry per command key.
-
-    Args:
-        result: The outer answer's ``result``.
-        keys: The command keys sent.
-        methods: Command key -> the method it called (for the errors' ``method``).
-        reset_at: The outer ``time.operating_reset_at``, for ``OPERATION_TIME_LIMIT``.
-
-    Raises:
-        DecodeError: ``result`` is not a batch result at all.
-    """
-    if not isinstance(result, Mapping):
-        raise DecodeError(
-            f"a batch answer's result must be an object, got {type(result).__name__}",
-            status=200,
-            method="batch",
-        )
-    results = _part(result.get("result"))
-    errors = _part(result.get("result_error"))
-    times = _part(result.get("result_time"))
-    parsed: dict[str, _CommandResult] = {}
-    for key in keys:
-        method = methods.get(key)
-        time_info = structure_time(times.get(key))
-        if key in errors:
-            payload = errors[key]
-            if not isinstance(payload, Mapping):
-                payload = {"error": "ERROR_UNEXPECTED_ANSWER", "error_description": str(payload)}
-            error = error_from_payload(payload, status=200, method=method, reset_at=reset_at)
-            parsed[key] = _CommandResult(found=True, error=error, time=time_info)
-        elif key in results:
-            parsed[key] = _CommandResult(found=True, result=results[key], time=time_info)
-        else:
-            parsed[key] = _CommandResult(found=False)
-    return parsed
-
-
 # -- the job ---------------------------------------------------------------------------
 
 
@@ -235,6 +133,8 @@ class _Pending:
     """One unique request in flight, and the inputs waiting on it."""
 
     request: Method[Any]
+    method: str
+    command: str
     indices: list[tuple[int, Any]]
     attempts: int = 0
     started: float | None = None
@@ -254,14 +154,16 @@ class BatchJob:
     """Run many requests through ``batch`` calls; iterate to get one outcome per request.
 
     Args:
-        client: The client whose limiter, budget, retry policy and auth are used.
+        send_batch: Sends one ``batch`` request (the session's, in a client): the
+            limiter, the credentials and the whole-request retries are behind it.
+        retry: The retry policy, for the per-command decisions (attempts, deadline).
+        budget: The portal's operating-time budget, per method.
         queries: Any iterable or async iterable of queries.
         to_request: Turns a query into a method object; ``TypeError``/``ValueError`` from it
             make that query a failed outcome.
         ordered: Hand out outcomes in input order (else as they complete).
         window: The most queries held at once (read but not yet handed out).
         concurrency: The most ``batch`` requests in flight.
-        batch_size: Commands per ``batch`` (1..50).
         progress: Called with ``(done, failed, total)`` after each outcome; ``total`` is
             ``None`` when the input has no length.
         outcome_type: The outcome class to build (``DialogOutcome`` for dialogs).
@@ -269,14 +171,15 @@ class BatchJob:
 
     def __init__(
         self,
-        client: OpenLinesClient,
+        send_batch: SendBatch,
         queries: Iterable[Any] | AsyncIterable[Any],
         *,
+        retry: RetryPolicy,
+        budget: OperatingBudget,
         to_request: ToRequest,
         ordered: bool = True,
         window: int = 5000,
         concurrency: int = 4,
-        batch_size: int = MAX_BATCH_COMMANDS,
         progress: ProgressCallback | None = None,
         outcome_type: type[BatchOutcome[Any]] = BatchOutcome,
     ) -> None:
@@ -288,17 +191,17 @@ class BatchJob:
                 f"got {type(queries).__name__}"
             )
         _int_in("concurrency", concurrency, 1, 1000)
-        _int_in("batch_size", batch_size, 1, MAX_BATCH_COMMANDS)
-        _int_in("window", window, batch_size, 10**9)
+        _int_in("window", window, MAX_BATCH_COMMANDS, 10**9)
         if progress is not None and not callable(progress):
             raise TypeError("progress must be callable")
-        self._client = client
+        self._send_batch = send_batch
+        self._policy = retry
+        self._budget = budget
         self._queries = queries
         self._to_request = to_request
         self._ordered = ordered
         self._window = window
         self._concurrency = concurrency
-        self._batch_size = batch_size
         self._progress = progress
         self._outcome = outcome_type
         self._total: int | None = len(queries) if hasattr(queries, "__len__") else None  # type: ignore[arg-type]
@@ -315,7 +218,7 @@ class BatchJob:
         next_emit = 0
         held = 0  # read and not yet handed out
         queue: deque[_Pending] = deque()
-        by_key: dict[Hashable, _Pending] = {}
+        by_key: dict[str, _Pending] = {}
         ready: dict[int, BatchOutcome[Any]] = {}
         ready_fifo: deque[BatchOutcome[Any]] = deque()
         in_flight: set[asyncio.Task[list[tuple[_Pending, BatchOutcome[Any] | None]]]] = set()
@@ -344,19 +247,19 @@ class BatchJob:
                             self._outcome(index=index, query=query, request=None, error=made.error)
                         )
                         continue
-                    request, key = made
-                    pending = by_key.get(key)
+                    pending = by_key.get(made.command)
                     if pending is not None:
                         pending.indices.append((index, query))
                     else:
-                        pending = _Pending(request=request, indices=[(index, query)])
-                        by_key[key] = pending
-                        queue.append(pending)
+                        made.indices.append((index, query))
+                        by_key[made.command] = made
+                        queue.append(made)
 
                 # 2. Send batches. Step 1 stopped because the input ended or the window is
                 # full, so nothing more can join a partial batch now: send it too.
                 while queue and len(in_flight) < self._concurrency:
-                    chunk = [queue.popleft() for _ in range(min(self._batch_size, len(queue)))]
+                    size = min(MAX_BATCH_COMMANDS, len(queue))
+                    chunk = [queue.popleft() for _ in range(size)]
                     in_flight.add(asyncio.ensure_future(self._send(chunk)))
 
                 # 3. Hand out what is ready.
@@ -388,7 +291,7 @@ class BatchJob:
                         if outcome is None:
                             queue.appendleft(pending)
                             continue
-                        del by_key[_key(pending.request)]
+                        del by_key[pending.command]
                         finish(outcome)
                         for index, query in pending.indices[1:]:
                             # A duplicate shares the outcome of the one request sent.
@@ -399,14 +302,19 @@ class BatchJob:
             if in_flight:
                 await asyncio.gather(*in_flight, return_exceptions=True)
 
-    def _make_request(self, query: Any) -> tuple[Method[Any], Hashable] | _Bad:
-        # The key encodes the command as it will be sent: a value that cannot be sent
-        # (a lone surrogate, a huge number) fails here, for this query alone.
+    def _make_request(self, query: Any) -> _Pending | _Bad:
+        # Encoded once, here: the command string is the dedup key and what is sent. A
+        # value that cannot be sent (a lone surrogate, a huge number) fails here, for
+        # this query alone.
         try:
             request = self._to_request(query)
-            return request, _key(request)
+            method = type(request).__api_method__
+            command = batch_command(method, request.to_params())
         except (TypeError, ValueError) as exc:
-            return _Bad(InvalidQueryError(f"invalid query: {exc}"))
+            error = InvalidQueryError(f"invalid query: {exc}")
+            error.__cause__ = exc
+            return _Bad(error)
+        return _Pending(request=request, method=method, command=command, indices=[])
 
     async def _report(self, outcome: BatchOutcome[Any]) -> None:
         self.done += 1
@@ -421,14 +329,13 @@ class BatchJob:
         self, chunk: list[_Pending]
     ) -> list[tuple[_Pending, BatchOutcome[Any] | None]]:
         """Send one ``batch``; return each request's outcome, or ``None`` to re-queue it."""
-        client = self._client
-        policy = client.retry_policy
+        policy = self._policy
+        budget = self._budget
         now = policy.clock()
         for pending in chunk:
             if pending.started is None:
                 pending.started = now
-        budget = client.operating_budget
-        pause = max(budget.pause_remaining(type(p.request).__api_method__) for p in chunk)
+        pause = max(budget.pause_remaining(p.method) for p in chunk)
         settled: list[tuple[_Pending, BatchOutcome[Any] | None]] = []
         if pause > 0:
             # A paused method: the commands whose deadline comes first fail now, rather
@@ -443,72 +350,61 @@ class BatchJob:
             chunk = waiting
             if not chunk:
                 return settled
-            for method in {type(p.request).__api_method__ for p in chunk}:
+            for method in {p.method for p in chunk}:
                 await budget.wait(method)
         keys = [f"c{i}" for i in range(len(chunk))]
-        methods = {k: type(p.request).__api_method__ for k, p in zip(keys, chunk, strict=True)}
-        cmd = {
-            key: encode_command(methods[key], pending.request.to_params())
-            for key, pending in zip(keys, chunk, strict=True)
+        methods = {key: pending.method for key, pending in zip(keys, chunk, strict=True)}
+        cmd: dict[str, WireValue] = {
+            key: pending.command for key, pending in zip(keys, chunk, strict=True)
         }
         idempotent = all(type(p.request).__idempotent__ for p in chunk)
         try:
-            answer = await client._execute(
-                "batch", {"cmd": cmd, "halt": 0}, idempotent=idempotent, commands=len(chunk)
+            answer = await self._send_batch(
+                {"cmd": cmd, "halt": "0"}, idempotent=idempotent, commands=len(chunk)
             )
-            reset_at = answer.time.operating_reset_at if answer.time else None
-            parsed = parse_batch_result(
-                answer.envelope.get("result"), keys, methods, reset_at=reset_at
-            )
+            reset_at = reset_at_of(answer.envelope)
+            parsed = parse_batch_result(answer.envelope.get("result"), methods, reset_at=reset_at)
         except OpenLinesError as error:
             # The whole batch failed after the policy's last attempt: every command fails.
             return settled + [(p, self._failure(p, error)) for p in chunk]
         for key, pending in zip(keys, chunk, strict=True):
             command = parsed[key]
-            budget.observe(methods[key], command.time)
+            budget.observe(pending.method, command.time)
             settled.append((pending, self._settle(pending, command, reset_at)))
         return settled
 
     def _paused_past_deadline(self, pending: _Pending, pause: float) -> OpenLinesError | None:
         """The error for a command whose method stays paused past its deadline, if so."""
-        policy = self._client.retry_policy
+        policy = self._policy
         remaining = policy.remaining(pending.started or policy.clock())
         if remaining is None or pause <= remaining:
             return None
-        method = type(pending.request).__api_method__
         return OperationTimeLimitError(
-            f"{method} is paused {pause:.0f}s by its operating-time budget, past the "
+            f"{pending.method} is paused {pause:.0f}s by its operating-time budget, past the "
             f"command's deadline ({max(0.0, remaining):.0f}s left)",
             code="OPERATION_TIME_LIMIT",
             status=200,
-            method=method,
-            reset_at=self._client.operating_budget.paused_until(method),
+            method=pending.method,
+            reset_at=self._budget.paused_until(pending.method),
         )
 
     def _settle(
-        self, pending: _Pending, command: _CommandResult, reset_at: float | None
+        self, pending: _Pending, command: CommandResult, reset_at: float | None
     ) -> BatchOutcome[Any] | None:
-        policy = self._client.retry_policy
-        method = type(pending.request).__api_method__
+        policy = self._policy
+        method = pending.method
         error = command.error
         if not command.found:
             error = DecodeError(
                 "the command is missing from the batch answer", status=200, method=method
             )
         if error is None:
-            returns = type(pending.request).__returns__
             try:
-                result = structure(command.result, returns)
-            except Exception as exc:  # cattrs raises ExceptionGroups, TypeError, ...
-                return self._failure(
-                    pending,
-                    DecodeError(
-                        f"the result does not fit {getattr(returns, '__name__', returns)}: "
-                        f"{describe_error(exc)}",
-                        status=200,
-                        method=method,
-                    ),
+                result = structure_result(
+                    command.result, type(pending.request).__returns__, method
                 )
+            except DecodeError as decode_error:
+                return self._failure(pending, decode_error)
             index, query = pending.indices[0]
             return self._outcome(
                 index=index, query=query, request=pending.request, result=result, time=command.time
@@ -520,13 +416,13 @@ class BatchJob:
             # A server error or a missing answer may mean it ran: only idempotent again.
             transient = idempotent and (isinstance(error, ServerError) or not command.found)
         if isinstance(error, OperationTimeLimitError):
-            self._client.operating_budget.pause(method, error.reset_at or reset_at)
+            self._budget.pause(method, error.reset_at or reset_at)
         if transient:
-            if policy.counts_as_attempt(error):
+            if not policy.paces(error):
                 pending.attempts += 1
             remaining = policy.remaining(pending.started or policy.clock())
             # The wait before the next try: the method's pause, if it has one.
-            pause = self._client.operating_budget.pause_remaining(method)
+            pause = self._budget.pause_remaining(method)
             out_of_time = remaining is not None and (remaining <= 0 or pause > remaining)
             if pending.attempts < policy.max_attempts and not out_of_time:
                 return None
@@ -535,11 +431,6 @@ class BatchJob:
     def _failure(self, pending: _Pending, error: OpenLinesError) -> BatchOutcome[Any]:
         index, query = pending.indices[0]
         return self._outcome(index=index, query=query, request=pending.request, error=error)
-
-
-def _key(request: Method[Any]) -> Hashable:
-    # Two requests are the same when they would send the same command.
-    return encode_command(type(request).__api_method__, request.to_params())
 
 
 def _int_in(name: str, value: Any, low: int, high: int) -> None:

@@ -1,48 +1,37 @@
-"""``OpenLinesClient``: the async client users hold.
+"""``OpenLinesClient``: the async client users hold, a thin set of typed conveniences.
 
-One call goes: method object -> wire params -> wait for the method's time budget and a
-slot of the portal's bucket -> auth adds credentials -> transport posts JSON -> the answer
-is decoded once (an error body becomes an exception from the table) -> the retry policy
-decides whether to go again -> ``result`` is structured into the method's type.
+A call goes: method object -> wire params (:meth:`Method.to_params`) -> the session
+(:mod:`~bitrix_openlines.session`: budget, slot, credentials, transport, decode, retry)
+-> ``result`` structured into the method's type. Many calls go through the batch engine
+(:mod:`~bitrix_openlines.batch`), fed the session's ``batch`` sender. See the docs page
+"How a call flows".
 """
 
 from __future__ import annotations
 
-import logging
 import re
-import time
 import typing
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
 import aiohttp
-import attrs
 
-from bitrix_openlines._convert import describe_error, structure, structure_time
-from bitrix_openlines._decode import decode_envelope
-from bitrix_openlines.auth import Auth, PreparedCall
+from bitrix_openlines._convert import structure_result
+from bitrix_openlines.auth import Auth
 from bitrix_openlines.batch import BatchJob, BatchOutcome, DialogOutcome, ProgressCallback
-from bitrix_openlines.errors import (
-    DecodeError,
-    OpenLinesError,
-    OperationTimeLimitError,
-    OverloadError,
-    RateLimitError,
-    TokenExpiredError,
-)
-from bitrix_openlines.hooks import Hooks, RefreshEvent, RequestEvent, RetryEvent
+from bitrix_openlines.hooks import Hooks
 from bitrix_openlines.methods.base import Method, registered_methods
 from bitrix_openlines.methods.dialog import DialogGet
 from bitrix_openlines.ratelimit import LeakyBucketLimiter, Limiter, OperatingBudget, RateLimit
-from bitrix_openlines.retry import RetryPolicy, retrying
+from bitrix_openlines.retry import RetryPolicy
+from bitrix_openlines.session import Answer, Session
 from bitrix_openlines.transport import Timeouts, Transport
-from bitrix_openlines.types.common import Response, TimeInfo
+from bitrix_openlines.types.common import Response
 from bitrix_openlines.types.dialog import Dialog, UserCode
+from bitrix_openlines.wire import WireParams, to_wire
 
-__all__ = ["OpenLinesClient"]
-
-logger = logging.getLogger("bitrix_openlines")
+__all__ = ["DialogQuery", "OpenLinesClient"]
 
 T = TypeVar("T")
 
@@ -50,6 +39,7 @@ DialogQuery = DialogGet | Mapping[str, Any]
 
 _METHOD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*")
 _DEFAULT = RateLimit.standard()
+"""The default ``rate_limit``: the standard plans' bucket."""
 
 
 class OpenLinesClient:
@@ -69,7 +59,8 @@ class OpenLinesClient:
         limiter: A limiter to use instead (for example one shared through Redis);
             ``rate_limit`` is then ignored.
         retry: The retry policy.
-        operating_budget: The per-method time budget tracker (one is created by default).
+        operating_budget: The per-method time budget tracker; by default the portal's,
+            shared by every client of the portal in this process.
         session: An ``aiohttp.ClientSession`` to borrow (never closed by the client).
         timeouts: Connect and total timeouts.
         hooks: Callbacks observing requests, retries and refreshes.
@@ -106,18 +97,17 @@ class OpenLinesClient:
             )
         if hooks is not None and not isinstance(hooks, Hooks):
             raise TypeError(f"hooks must be Hooks, got {type(hooks).__name__}")
-        self._auth = auth
         if limiter is None and rate_limit is not None:
             # One bucket per portal per process, whatever the number of clients.
             limiter = LeakyBucketLimiter.shared(rate_limit)
-        self._limiter = limiter
-        self._retry = retry or RetryPolicy()
-        self._budget = operating_budget or OperatingBudget()
-        self._hooks = hooks or Hooks()
-        self._transport = Transport(session, timeouts=timeouts)
-        self._transport.set_secrets(auth.secrets())
-        self._last_token: str | None = None
-        auth.add_refresh_listener(self._on_refreshed)
+        self._session = Session(
+            auth,
+            transport=Transport(session, timeouts=timeouts),
+            limiter=limiter,
+            budget=operating_budget,
+            retry=retry or RetryPolicy(),
+            hooks=hooks or Hooks(),
+        )
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -134,47 +124,50 @@ class OpenLinesClient:
 
     async def close(self) -> None:
         """Close the HTTP session if the client created it (a borrowed one stays open)."""
-        self._auth.remove_refresh_listener(self._on_refreshed)
-        await self._transport.close()
+        await self._session.close()
 
     @property
     def auth(self) -> Auth:
         """The credentials in use."""
-        return self._auth
+        return self._session.auth
 
     @property
     def limiter(self) -> Limiter | None:
         """The rate limiter in use, if any."""
-        return self._limiter
+        return self._session.limiter
 
     @property
     def retry_policy(self) -> RetryPolicy:
         """The retry policy in use."""
-        return self._retry
+        return self._session.retry
 
     @property
     def operating_budget(self) -> OperatingBudget:
-        """The per-method time budget tracker."""
-        return self._budget
+        """The per-method time budget tracker of the portal."""
+        return self._session.budget
 
     def __repr__(self) -> str:
-        return f"OpenLinesClient({self._auth!r})"
+        return f"OpenLinesClient({self.auth!r})"
 
     # -- calls -----------------------------------------------------------------------
 
     async def __call__(self, method: Method[T]) -> T:
-        """Call ``method`` and return its structured result."""
-        return (await self.call(method)).result
+        """Call ``method`` and return its structured result (the same as :meth:`call`)."""
+        return await self.call(method)
 
-    async def call(self, method: Method[T]) -> Response[T]:
+    async def call(self, method: Method[T]) -> T:
+        """Call ``method`` and return its structured result."""
+        return (await self.call_response(method)).result
+
+    async def call_response(self, method: Method[T]) -> Response[T]:
         """Call ``method`` and return its result with the envelope (``time``, ``total``)."""
         if not isinstance(method, Method):
             raise TypeError(f"method must be a Method instance, got {type(method).__name__}")
-        name = type(method).__api_method__
-        answer = await self._execute(
-            name, method.to_params(), idempotent=type(method).__idempotent__
+        kind = type(method)
+        answer = await self._session.call(
+            kind.__api_method__, method.to_params(), idempotent=kind.__idempotent__
         )
-        return _response(answer, type(method).__returns__, name)
+        return _response(answer, kind.__returns__, kind.__api_method__)
 
     async def call_raw(
         self,
@@ -187,7 +180,9 @@ class OpenLinesClient:
 
         Args:
             method: The method's name (``"imopenlines.session.history.get"``).
-            params: Its parameters, sent as a JSON body.
+            params: Its parameters, encoded as for any call
+                (:func:`~bitrix_openlines.wire.to_wire`: ``True`` is ``"1"``, an ``Enum``
+                its value, ``None`` and empty lists left out).
             idempotent: Whether it is safe to retry on 5xx and dropped connections;
                 ``None`` takes the registered method's declaration, else ``False``.
         """
@@ -198,8 +193,8 @@ class OpenLinesClient:
         if idempotent is None:
             registered = registered_methods().get(method.lower())
             idempotent = bool(registered and registered.__idempotent__)
-        answer = await self._execute(method, dict(params or {}), idempotent=idempotent)
-        return answer.envelope["result"]
+        answer = await self._session.call(method, to_wire(params or {}), idempotent=idempotent)
+        return answer.result
 
     async def get_dialog(
         self,
@@ -270,8 +265,10 @@ class OpenLinesClient:
         batches in flight and leaves no task behind. See :meth:`get_dialogs`.
         """
         job = BatchJob(
-            self,
+            self._send_batch,
             queries,
+            retry=self._session.retry,
+            budget=self._session.budget,
             to_request=DialogGet.from_query,
             ordered=ordered,
             window=window,
@@ -301,8 +298,10 @@ class OpenLinesClient:
             return item
 
         job = BatchJob(
-            self,
+            self._send_batch,
             methods,
+            retry=self._session.retry,
+            budget=self._session.budget,
             to_request=to_request,
             window=window,
             concurrency=concurrency,
@@ -310,193 +309,17 @@ class OpenLinesClient:
         )
         return [outcome async for outcome in job]
 
-    # -- the call path ---------------------------------------------------------------
-
-    async def _execute(
-        self, method: str, params: dict[str, Any], *, idempotent: bool, commands: int = 1
-    ) -> _Answer:
-        """Send one request under the retry policy and return the decoded answer."""
-        started = self._retry.clock()
-        # The first attempt goes out without the retry machinery (most calls need none);
-        # a retryable failure hands over to the tenacity loop, which starts from it.
-        try:
-            return await self._attempt(method, params, 1, commands, started)
-        except OpenLinesError as error:
-            if self._retry.reason(error, idempotent=idempotent) is None:
-                raise
-            first_error: OpenLinesError | None = error
-
-        def pause_for(error: BaseException) -> float:
-            if isinstance(error, OperationTimeLimitError):
-                return self._budget.pause_remaining(method)
-            return 0.0
-
-        def on_retry(error: BaseException, attempt: int, reason: str, delay: float) -> None:
-            code = getattr(error, "code", None) or type(error).__name__
-            logger.warning(
-                "retrying %s after attempt %d: %s (%s); waiting %.2fs",
-                method,
-                attempt,
-                reason,
-                code,
-                delay,
-            )
-            self._hooks.emit(
-                self._hooks.on_retry,
-                RetryEvent(
-                    method=method, attempt=attempt, reason=reason, delay=delay, error_code=code
-                ),
-            )
-
-        async for attempt in retrying(
-            self._retry,
-            idempotent=idempotent,
-            pause_for=pause_for,
-            on_retry=on_retry,
-            started=started,
-        ):
-            with attempt:
-                if first_error is not None:
-                    # Attempt 1 already failed: let tenacity judge it (wait, log, stop).
-                    failed, first_error = first_error, None
-                    raise failed
-                return await self._attempt(
-                    method, params, attempt.retry_state.attempt_number, commands, started
-                )
-        raise AssertionError("unreachable: tenacity re-raises the last error")
-
-    async def _attempt(
-        self, method: str, params: dict[str, Any], attempt: int, commands: int, started: float
-    ) -> _Answer:
-        self._check_pause(method, self._retry.remaining(started))
-        await self._budget.wait(method)
-        prepared = await self._prepare(method, params)
-        refreshed = False
-        while True:
-            try:
-                return await self._send(method, prepared, attempt, commands)
-            except TokenExpiredError:
-                # A refresh is not a retry: one refresh and one replay per attempt.
-                if refreshed or not await self._refresh(prepared):
-                    raise
-                refreshed = True
-                prepared = await self._prepare(method, params)
-
-    def _check_pause(self, method: str, remaining: float | None) -> None:
-        """Raise rather than wait for a paused method past the call's deadline."""
-        pause = self._budget.pause_remaining(method)
-        if pause > 0 and remaining is not None and pause > remaining:
-            raise OperationTimeLimitError(
-                f"{method} is paused {pause:.0f}s by its operating-time budget, "
-                f"past the call's deadline ({max(0.0, remaining):.0f}s left)",
-                code="OPERATION_TIME_LIMIT",
-                method=method,
-                reset_at=self._budget.paused_until(method),
-            )
-
-    async def _prepare(self, method: str, params: dict[str, Any]) -> PreparedCall:
-        prepared = await self._auth.prepare(method, params)
-        if prepared.token is not None and prepared.token != self._last_token:
-            # A pair loaded lazily (from a TokenStore) or adopted from elsewhere: hide it
-            # from error texts too, before it can appear in one.
-            self._last_token = prepared.token
-            self._transport.set_secrets(self._auth.secrets())
-        return prepared
-
-    async def _refresh(self, prepared: PreparedCall) -> bool:
-        return await self._auth.refresh(prepared, self._transport)
-
-    def _on_refreshed(self, ok: bool, duration: float, error: OpenLinesError | None) -> None:
-        # Called once per refresh by the auth's single flight, however many tasks wait.
-        if ok:
-            # The auth's own list is bounded: replace, never grow, what the transport hides.
-            self._transport.set_secrets(self._auth.secrets())
-        self._hooks.emit(
-            self._hooks.on_refresh,
-            RefreshEvent(
-                portal=self._auth.portal,
-                ok=ok,
-                duration=duration,
-                error_code=None if error is None else error.code or type(error).__name__,
-            ),
-        )
-
-    async def _send(
-        self, method: str, prepared: PreparedCall, attempt: int, commands: int
-    ) -> _Answer:
-        portal = self._auth.portal
-        if self._limiter is not None:
-            await self._limiter.acquire(portal, 1)
-        started = time.perf_counter()
-        status: int | None = None
-        error_code: str | None = None
-        try:
-            raw = await self._transport.post_json(prepared.url, prepared.payload, method=method)
-            status = raw.status
-            envelope = decode_envelope(raw, method)
-        except OperationTimeLimitError as error:
-            error_code = error.code
-            self._budget.pause(method, error.reset_at)
-            raise
-        except RateLimitError as error:
-            error_code = error.code
-            if self._limiter is not None and not isinstance(error, OverloadError):
-                await self._limiter.penalize(portal)
-            raise
-        except OpenLinesError as error:
-            error_code = error.code or type(error).__name__
-            raise
-        finally:
-            duration = time.perf_counter() - started
-            logger.debug(
-                "%s status=%s attempt=%d duration=%.3fs%s",
-                method,
-                status,
-                attempt,
-                duration,
-                f" error={error_code}" if error_code else "",
-            )
-            self._hooks.emit(
-                self._hooks.on_request,
-                RequestEvent(
-                    method=method,
-                    portal=portal,
-                    attempt=attempt,
-                    status=status,
-                    error_code=error_code,
-                    duration=duration,
-                    commands=commands,
-                ),
-            )
-        time_info = structure_time(envelope.get("time"))
-        self._budget.observe(method, time_info)
-        return _Answer(envelope=envelope, time=time_info)
+    async def _send_batch(self, params: WireParams, *, idempotent: bool, commands: int) -> Answer:
+        return await self._session.call("batch", params, idempotent=idempotent, commands=commands)
 
 
-@attrs.frozen(slots=True)
-class _Answer:
-    """A decoded successful answer: the envelope, and its ``time`` block structured once."""
-
-    envelope: dict[str, Any]
-    time: TimeInfo | None
-
-
-def _response(answer: _Answer, returns: Any, method: str) -> Response[Any]:
+def _response(answer: Answer, returns: Any, method: str) -> Response[Any]:
     """Structure a decoded answer into ``Response[returns]``, or raise DecodeError."""
     envelope = answer.envelope
-    try:
-        result = structure(envelope["result"], returns)
-    except Exception as exc:  # cattrs raises ExceptionGroups, TypeError, ValueError...
-        raise DecodeError(
-            f"the result does not fit {getattr(returns, '__name__', returns)}: "
-            f"{describe_error(exc)}",
-            status=200,
-            method=method,
-        ) from None
     total = envelope.get("total")
     nxt = envelope.get("next")
     return Response(
-        result=result,
+        result=structure_result(envelope["result"], returns, method),
         time=answer.time,
         total=total if isinstance(total, int) else None,
         next=nxt if isinstance(nxt, int) else None,

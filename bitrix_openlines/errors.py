@@ -19,33 +19,40 @@ Every exception the SDK raises on purpose derives from :class:`OpenLinesError`::
     │   ├── RequestTimeoutError       the connect or total timeout ran out
     │   └── PortalMovedError          the portal answered 302: it was renamed
     ├── DecodeError                   an answer that is not the JSON we expect (an HTML page)
-    └── EventError                    an incoming event POST that cannot be parsed (a ValueError)
-        └── EventVerificationError    its auth[application_token] is missing or wrong
+    ├── InvalidQueryError             a malformed query of a batch job (a ValueError too)
+    ├── EventError                    an incoming event POST that cannot be parsed (a ValueError)
+    │   └── EventVerificationError    its auth[application_token] is missing or wrong
+    ├── RedisUnavailableError         Redis (extra ``redis``) could not be reached or failed
+    ├── LockLostError                 a refresh lock's lease ran out before the pair was saved
+    └── CommandLineError              a wrong flag or setting of the command line (exit code 2)
 
 Every error carries ``code`` (the Bitrix ``error`` string, or ``None``), ``description``,
 ``status`` (the HTTP status, or ``None`` when there was no answer) and ``method`` (the REST
 method called). Error texts are built from those fields only: no URL, token or webhook code
 ever reaches them.
 
-The codes and their statuses come from PROTOCOL.md section 3 (the official system-errors
-table, the server's source and the official SDKs); lookups ignore case because the server
-spells OAuth codes in lower case and the SDKs disagree on how to compare them.
+The table from Bitrix24 error code to class is in :mod:`bitrix_openlines.wire`
+(:func:`~bitrix_openlines.wire.error_class_for`). Every exception class lives here, those
+of the optional extras too: catching them needs no import of the extra.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any
 
 __all__ = [
     "AccessError",
     "ApiError",
     "AuthError",
+    "CommandLineError",
     "BatchError",
     "DecodeError",
     "EventError",
     "EventVerificationError",
     "InvalidArgumentError",
+    "InvalidQueryError",
+    "LockLostError",
     "MethodNotFoundError",
     "OpenLinesError",
     "OperationTimeLimitError",
@@ -53,12 +60,11 @@ __all__ = [
     "PortalMovedError",
     "PortalUnavailableError",
     "RateLimitError",
+    "RedisUnavailableError",
     "RequestTimeoutError",
     "ServerError",
     "TokenExpiredError",
     "TransportError",
-    "error_class_for",
-    "error_from_payload",
 ]
 
 
@@ -267,112 +273,24 @@ class EventVerificationError(EventError):
     """
 
 
-# The one table: Bitrix24 error code (upper-cased) -> exception class. PROTOCOL.md section 3.2
-# plus the method-specific codes of imopenlines.dialog.get (section 7.2) and the OAuth
-# server's codes (section 6.1).
-_CODE_TABLE: Final[dict[str, type[ApiError]]] = {
-    # Rate and load limits (PROTOCOL 3.2, 4.1, 4.2).
-    "QUERY_LIMIT_EXCEEDED": RateLimitError,
-    "OPERATION_TIME_LIMIT": OperationTimeLimitError,
-    "OVERLOAD_LIMIT": OverloadError,
-    # Server faults.
-    "INTERNAL_SERVER_ERROR": ServerError,
-    "ERROR_UNEXPECTED_ANSWER": ServerError,
-    "CONNECTION_ERROR": ServerError,
-    # Arguments.
-    "ERROR_CORE": InvalidArgumentError,
-    "ERROR_ARGUMENT": InvalidArgumentError,
-    "INVALID_REQUEST": InvalidArgumentError,
-    "WRONG_ENCODING": InvalidArgumentError,
-    "DIALOG_ID_EMPTY": InvalidArgumentError,
-    "INVALID_ARG_VALUE": InvalidArgumentError,
-    # Method lookup and batch.
-    "ERROR_METHOD_NOT_FOUND": MethodNotFoundError,
-    "ERROR_MANIFEST_IS_NOT_AVAILABLE": MethodNotFoundError,
-    "ERROR_BATCH_LENGTH_EXCEEDED": BatchError,
-    "ERROR_BATCH_METHOD_NOT_ALLOWED": BatchError,
-    # Authentication (PROTOCOL 3.2 and the OAuth server's codes, 6.1).
-    "NO_AUTH_FOUND": AuthError,
-    "INVALID_CREDENTIALS": AuthError,
-    "AUTHORIZATION_ERROR": AuthError,
-    "APPLICATION_NOT_FOUND": AuthError,
-    "PAYMENT_REQUIRED": AuthError,
-    "WRONG_CLIENT": AuthError,
-    "INVALID_GRANT": AuthError,
-    "INVALID_CLIENT": AuthError,
-    "NOT_INSTALLED": AuthError,
-    "METHOD_CONFIRM_WAITING": AuthError,
-    "EXPIRED_TOKEN": TokenExpiredError,
-    "INVALID_TOKEN": TokenExpiredError,
-    # Access.
-    "ACCESS_ERROR": AccessError,
-    "ACCESS_DENIED": AccessError,
-    "INSUFFICIENT_SCOPE": AccessError,
-    "INVALID_SCOPE": AccessError,
-    "USER_ACCESS_ERROR": AccessError,
-    "METHOD_CONFIRM_DENIED": AccessError,
-    "ALLOWED_ONLY_INTRANET_USER": AccessError,
-    # The portal cannot serve REST at all.
-    "PORTAL_DELETED": PortalUnavailableError,
-    "WRONG_LICENSE": PortalUnavailableError,
-    "IM_NOT_INSTALLED": PortalUnavailableError,
-}
+class InvalidQueryError(OpenLinesError, ValueError):
+    """A query of a batch job was malformed; it fails alone, before any request.
 
-
-def error_class_for(code: str | None, status: int | None) -> type[ApiError]:
-    """Return the exception class for a Bitrix24 error code, falling back on the status.
-
-    Args:
-        code: The ``error`` string of the body; compared without regard to case.
-        status: The HTTP status, used when the code is missing or unknown.
+    It is a ``ValueError`` too, so ``except ValueError`` catches it like the error the
+    same input raises from ``DialogGet(...)`` directly.
     """
-    if code:
-        known = _CODE_TABLE.get(code.upper())
-        if known is not None:
-            return known
-    if status is None:
-        return ApiError
-    if status == 401:
-        return AuthError
-    if status == 403:
-        return AccessError
-    if status == 404:
-        return MethodNotFoundError
-    if status == 429:
-        return OperationTimeLimitError
-    if status >= 500:
-        return ServerError
-    return ApiError
 
 
-def error_from_payload(
-    payload: Mapping[str, Any],
-    *,
-    status: int | None,
-    method: str | None,
-    reset_at: float | None = None,
-) -> ApiError:
-    """Build the exception for an error body ``{"error": ..., "error_description": ...}``.
+class RedisUnavailableError(OpenLinesError):
+    """Redis could not be reached or failed; the operation did not happen (extra ``redis``)."""
 
-    Args:
-        payload: The decoded error body (or one ``result_error`` entry of a batch).
-        status: The HTTP status of the answer (``200`` for a command inside a batch).
-        method: The method that was called.
-        reset_at: For ``OPERATION_TIME_LIMIT``, when the method is available again.
+
+class LockLostError(OpenLinesError):
+    """The refresh lock's lease ran out before the new pair was saved (it was not saved)."""
+
+
+class CommandLineError(OpenLinesError, ValueError):
+    """A flag, the environment or an input file of the ``bitrix-openlines`` command is wrong.
+
+    The command prints it and exits with code 2.
     """
-    raw_code = payload.get("error")
-    code = str(raw_code) if raw_code is not None else None
-    raw_description = payload.get("error_description")
-    description = str(raw_description) if raw_description is not None else ""
-    extra = {k: v for k, v in payload.items() if k not in ("error", "error_description")}
-    cls = error_class_for(code, status)
-    if issubclass(cls, OperationTimeLimitError):
-        return cls(
-            description,
-            code=code,
-            status=status,
-            method=method,
-            extra=extra,
-            reset_at=reset_at,
-        )
-    return cls(description, code=code, status=status, method=method, extra=extra)

@@ -30,14 +30,14 @@ from __future__ import annotations
 import hmac
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any, Final
-from urllib.parse import unquote_plus
 
 import attrs
 
 from bitrix_openlines.auth import OAuthTokens
 from bitrix_openlines.errors import EventError, EventVerificationError
+from bitrix_openlines.wire import parse_form, parse_form_pairs
 
 __all__ = [
     "AppInstallEvent",
@@ -72,76 +72,8 @@ SESSION_EVENTS: Final = frozenset({"ONSESSIONSTART", "ONSESSIONFINISH"})
 #: The event a portal posts once when it installs the application.
 APP_INSTALL: Final = "ONAPPINSTALL"
 
-# PHP's max_input_nesting_level: a deeper variable is dropped, as PHP drops it.
-_MAX_DEPTH: Final = 64
 _INT: Final = re.compile(r"[+-]?[0-9]+")
 _FORM: Final = "application/x-www-form-urlencoded"
-
-
-# ---------------------------------------------------------------------------------------
-# A decode-only PHP parse_str: the SDK's own, apart from the fake portal's (which must not
-# share code with the client it tests).
-
-
-def _put(table: dict[str, Any], name: str, value: str) -> None:
-    """Store ``name=value`` with PHP bracket nesting (``a[b][]=x``)."""
-    name = name.split("\0", 1)[0].lstrip(" ")
-    bracket = name.find("[")
-    base = name if bracket == -1 else name[:bracket]
-    # PHP turns dots and spaces of the base name into underscores.
-    base = base.replace(".", "_").replace(" ", "_")
-    indices: list[str | None] = []
-    if bracket != -1:
-        rest = name[bracket:]
-        while rest.startswith("["):
-            close = rest.find("]")
-            if close == -1:
-                if not indices:
-                    # An unmatched first '[' is part of a plain name ("a[b" -> "a_b").
-                    base += "_" + rest[1:].replace("[", "_").replace(".", "_").replace(" ", "_")
-                break
-            index = rest[1:close]
-            indices.append(None if index == "" else index)
-            rest = rest[close + 1 :]
-    if not base or len(indices) > _MAX_DEPTH:
-        return
-    node = table
-    key = base
-    for part in indices:
-        child = node.get(key)
-        if not isinstance(child, dict):
-            child = {}
-            node[key] = child
-        node = child
-        key = _next_index(node) if part is None else part
-    node[key] = value
-
-
-def _next_index(array: Mapping[str, Any]) -> str:
-    # "a[]=x" appends: one more than the largest integer key, as PHP does.
-    ints = [int(k) for k in array if _INT.fullmatch(k) and not k.startswith("+")]
-    return str(max(ints) + 1) if ints else "0"
-
-
-def _parse_form(text: str) -> dict[str, Any]:
-    table: dict[str, Any] = {}
-    for piece in text.split("&"):
-        if not piece:
-            continue
-        name, _, value = piece.partition("=")
-        _put(
-            table,
-            unquote_plus(name, encoding="utf-8", errors="replace"),
-            unquote_plus(value, encoding="utf-8", errors="replace"),
-        )
-    return table
-
-
-def _parse_pairs(pairs: Iterable[tuple[str, Any]]) -> dict[str, Any]:
-    table: dict[str, Any] = {}
-    for name, value in pairs:
-        _put(table, str(name), value if isinstance(value, str) else str(value))
-    return table
 
 
 # ---------------------------------------------------------------------------------------
@@ -587,7 +519,7 @@ def _decode(body: bytes | str | Mapping[str, Any], content_type: str | None) -> 
         if any("[" in str(key) for key in body):
             # A flat form as a web framework hands it over (``auth[member_id]`` keys):
             # nest it. ``items()`` of a multidict yields every pair, repeated names too.
-            return _parse_pairs(body.items())
+            return parse_form_pairs(body.items())
         return body
     if isinstance(body, bytes | bytearray | memoryview):
         try:
@@ -613,7 +545,7 @@ def _decode(body: bytes | str | Mapping[str, Any], content_type: str | None) -> 
             ) from None
     if kind and kind != _FORM:
         raise EventError(f"unsupported content type {kind!r} for an event: Bitrix24 posts {_FORM}")
-    return _parse_form(text)
+    return parse_form(text)
 
 
 def parse_event(body: bytes | str | Mapping[str, Any], content_type: str | None = None) -> Event:

@@ -23,7 +23,9 @@ with 100 ms worth none up to 100/s).
 execution seconds in a sliding 10 minutes; every answer reports ``time.operating`` (spent
 so far) and ``time.operating_reset_at``. :class:`OperatingBudget` pauses a method whose
 ``operating`` comes within ``headroom`` of the limit, and a method the portal answered
-429 for, until its reset time; other methods go on.
+429 for, until its reset time; other methods go on. The budget belongs to the portal, so
+every client of one portal in a process shares one (:meth:`OperatingBudget.shared`), as
+they share its bucket: the first 429 pauses the method for all of them.
 """
 
 from __future__ import annotations
@@ -132,9 +134,6 @@ class Limiter(abc.ABC):
     async def penalize(self, portal: str) -> None:
         """Record that ``portal`` answered ``QUERY_LIMIT_EXCEEDED``: treat its bucket as full."""
 
-    async def aclose(self) -> None:  # noqa: B027 - optional hook, nothing to do by default
-        """Release resources (connections); the local limiter has none."""
-
 
 class LeakyBucketLimiter(Limiter):
     """An in-process leaky bucket per portal, mirroring the portal's (see the module docs).
@@ -214,6 +213,7 @@ class LeakyBucketLimiter(Limiter):
 
 
 _SHARED: dict[RateLimit, LeakyBucketLimiter] = {}
+_SHARED_BUDGETS: dict[str, OperatingBudget] = {}
 _SHARED_LOCK = threading.Lock()
 
 
@@ -255,6 +255,20 @@ class OperatingBudget:
         self._paused_until: dict[str, float] = {}
         self._reset_at: dict[str, float] = {}
         self._operating: dict[str, float] = {}
+
+    @classmethod
+    def shared(cls, portal: str) -> OperatingBudget:
+        """Return this process's one budget for ``portal`` (created on first use).
+
+        Every client without an explicit ``operating_budget`` uses it, so that what one
+        client learns of a method's budget (a 429, an ``operating`` near the limit)
+        pauses that method for every client of the portal.
+        """
+        with _SHARED_LOCK:
+            budget = _SHARED_BUDGETS.get(portal)
+            if budget is None:
+                budget = _SHARED_BUDGETS[portal] = cls()
+            return budget
 
     def paused_until(self, method: str) -> float | None:
         """Unix time until which ``method`` is paused, or ``None``."""

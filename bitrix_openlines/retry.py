@@ -3,18 +3,20 @@
 "Should I retry" (:meth:`RetryPolicy.reason`) is kept apart from "how long to wait"
 (:meth:`RetryPolicy.delay`); both are pure and tested as tables.
 
-- ``QUERY_LIMIT_EXCEEDED`` (the portal's bucket) is always retried, after the limiter has
-  let one slot drain; these retries do not use up ``max_attempts`` (the limiter paces
-  them), only the ``deadline``.
-- ``OPERATION_TIME_LIMIT`` is retried after the method's reset time, if that falls
-  within the deadline.
+- ``QUERY_LIMIT_EXCEEDED`` (the portal's bucket) is always sent again, after the limiter
+  has let one slot drain, and ``OPERATION_TIME_LIMIT`` after the method's reset time, if
+  that falls within the deadline. These are pacing, not failures: the session resends
+  within the same attempt (see :meth:`RetryPolicy.paces`), so they use up no attempt of
+  ``max_attempts``, only the ``deadline``.
 - 5xx answers, a body that is not JSON, dropped connections and timeouts are retried
   only for idempotent methods (a non-idempotent call may have happened).
 - Everything else -- ``OVERLOAD_LIMIT``, auth and access errors, bad arguments, a moved
   portal -- is final.
 
 Waits grow exponentially with full jitter (``uniform(0, min(cap, base * 2**n))``), bounded
-by ``max_attempts`` and by an overall ``deadline`` per call.
+by ``max_attempts`` and by an overall ``deadline`` per call. :func:`retrying` hands
+tenacity callbacks that are pure functions of its state: the attempt number, the error,
+the wait it computed, and the call's start.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from bitrix_openlines.errors import (
     OverloadError,
     PortalMovedError,
     RateLimitError,
+    RequestTimeoutError,
     ServerError,
     TransportError,
 )
@@ -133,12 +136,16 @@ class RetryPolicy:
         if isinstance(error, DecodeError):
             return f"undecodable answer (status {error.status})"
         if isinstance(error, TransportError):
-            return "timeout" if "timeout" in type(error).__name__.lower() else "connection failed"
+            return "timeout" if isinstance(error, RequestTimeoutError) else "connection failed"
         return None
 
-    def counts_as_attempt(self, error: BaseException) -> bool:
-        """Whether a retry after ``error`` uses up one of ``max_attempts``."""
-        return not (isinstance(error, RateLimitError) and not isinstance(error, OverloadError))
+    def paces(self, error: BaseException) -> bool:
+        """Whether ``error`` is pacing (the bucket or a method's budget), not a failure.
+
+        A paced request is sent again when the limiter allows it, within the same
+        attempt: it uses up no attempt of ``max_attempts``, only the ``deadline``.
+        """
+        return isinstance(error, RateLimitError) and not isinstance(error, OverloadError)
 
     def backoff(self, failures: int, rng: random.Random | None = None) -> float:
         """The wait after the ``failures``-th counted failure (1-based), with jitter."""
@@ -159,7 +166,7 @@ class RetryPolicy:
 
         Args:
             error: The error of the last attempt.
-            failures: Counted failures so far (see :meth:`counts_as_attempt`).
+            failures: Attempts that failed so far (pacing is not a failure, see :meth:`paces`).
             now: Unix time now (for ``OPERATION_TIME_LIMIT``'s reset time).
             rng: A random source, for reproducible tests.
         """
@@ -180,84 +187,61 @@ class RetryPolicy:
         return self.deadline - (self.clock() - started)
 
 
-class _CallRetry:
-    """The tenacity callbacks for one call: counts failures, applies the policy."""
-
-    def __init__(
-        self,
-        policy: RetryPolicy,
-        *,
-        idempotent: bool,
-        pause_for: Callable[[BaseException], float],
-        on_retry: Callable[[BaseException, int, str, float], None],
-        started: float | None = None,
-    ) -> None:
-        self.policy = policy
-        self.idempotent = idempotent
-        self.pause_for = pause_for
-        self.on_retry = on_retry
-        self.failures = 0
-        self.started = policy.clock() if started is None else started
-
-    def retry(self, state: RetryCallState) -> bool:
-        error = state.outcome.exception() if state.outcome else None
-        return (
-            error is not None and self.policy.reason(error, idempotent=self.idempotent) is not None
-        )
-
-    def wait(self, state: RetryCallState) -> float:
-        error = state.outcome.exception() if state.outcome else None
-        assert error is not None
-        if self.policy.counts_as_attempt(error):
-            self.failures += 1
-        return self.policy.delay(error, self.failures)
-
-    def stop(self, state: RetryCallState) -> bool:
-        error = state.outcome.exception() if state.outcome else None
-        assert error is not None
-        if self.policy.counts_as_attempt(error) and self.failures >= self.policy.max_attempts:
-            return True
-        remaining = self.policy.remaining(self.started)
-        if remaining is None:
-            return False
-        # The next attempt may also be held by the limiter (a paused method).
-        return state.upcoming_sleep + self.pause_for(error) > remaining
-
-    def before_sleep(self, state: RetryCallState) -> None:
-        error = state.outcome.exception() if state.outcome else None
-        assert error is not None
-        reason = self.policy.reason(error, idempotent=self.idempotent) or "retry"
-        self.on_retry(error, state.attempt_number, reason, state.upcoming_sleep)
-
-
 def retrying(
     policy: RetryPolicy,
     *,
     idempotent: bool,
-    pause_for: Callable[[BaseException], float] = lambda _: 0.0,
     on_retry: Callable[[BaseException, int, str, float], None] = lambda *_: None,
     started: float | None = None,
 ) -> AsyncRetrying:
-    """Build the tenacity loop for one call under ``policy``.
+    """Build the tenacity loop for one call's counted retries under ``policy``.
+
+    Every callback is a pure function of tenacity's state (the attempt number, the
+    outcome, the computed wait) and of the call's start: nothing is counted on the side.
 
     Args:
         policy: The retry policy.
         idempotent: Whether the method may be sent twice.
-        pause_for: Seconds the limiter will hold the next attempt after an error (a
-            paused method); counted against the deadline.
         on_retry: Called before each wait with the error, the attempt that failed, the
             reason and the wait.
         started: When the call began on ``policy.clock`` (now, by default): the deadline
             counts from there.
     """
-    call = _CallRetry(
-        policy, idempotent=idempotent, pause_for=pause_for, on_retry=on_retry, started=started
-    )
+    start = policy.clock() if started is None else started
+
+    def error_of(state: RetryCallState) -> BaseException:
+        error = state.outcome.exception() if state.outcome else None
+        assert error is not None
+        return error
+
+    def retry(state: RetryCallState) -> bool:
+        error = state.outcome.exception() if state.outcome else None
+        # Pacing is resent within the attempt; one that escaped it is past the deadline.
+        return (
+            error is not None
+            and not policy.paces(error)
+            and policy.reason(error, idempotent=idempotent) is not None
+        )
+
+    def wait(state: RetryCallState) -> float:
+        return policy.delay(error_of(state), state.attempt_number)
+
+    def stop(state: RetryCallState) -> bool:
+        if state.attempt_number >= policy.max_attempts:
+            return True
+        remaining = policy.remaining(start)
+        return remaining is not None and state.upcoming_sleep > remaining
+
+    def before_sleep(state: RetryCallState) -> None:
+        error = error_of(state)
+        reason = policy.reason(error, idempotent=idempotent) or "retry"
+        on_retry(error, state.attempt_number, reason, state.upcoming_sleep)
+
     return AsyncRetrying(
-        retry=call.retry,
-        wait=call.wait,
-        stop=call.stop,
+        retry=retry,
+        wait=wait,
+        stop=stop,
         sleep=policy.sleep,
-        before_sleep=call.before_sleep,
+        before_sleep=before_sleep,
         reraise=True,
     )

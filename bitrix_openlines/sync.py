@@ -21,8 +21,12 @@ from typing import Any, TypeVar
 
 from bitrix_openlines.auth import Auth
 from bitrix_openlines.batch import BatchOutcome, DialogOutcome, ProgressCallback
-from bitrix_openlines.client import DialogQuery, OpenLinesClient
+from bitrix_openlines.client import _DEFAULT, DialogQuery, OpenLinesClient
+from bitrix_openlines.hooks import Hooks
 from bitrix_openlines.methods.base import Method
+from bitrix_openlines.ratelimit import Limiter, OperatingBudget, RateLimit
+from bitrix_openlines.retry import RetryPolicy
+from bitrix_openlines.transport import Timeouts
 from bitrix_openlines.types.common import Response
 from bitrix_openlines.types.dialog import Dialog, UserCode
 
@@ -44,21 +48,31 @@ class SyncOpenLinesClient:
         with SyncOpenLinesClient(WebhookAuth(url)) as client:
             dialog = client.get_dialog(chat_id=13)
 
-    Args:
-        auth: :class:`~bitrix_openlines.WebhookAuth` or :class:`~bitrix_openlines.OAuthAuth`.
-        **options: The keyword arguments of :class:`OpenLinesClient` (``rate_limit``,
-            ``retry``, ``timeouts``, ``hooks``...), except ``session``: an
-            ``aiohttp.ClientSession`` belongs to one loop, and this client owns its own.
-            Callbacks (hooks, ``on_refresh``, ``progress``) run in the client's thread.
+    The arguments are those of :class:`OpenLinesClient`, except ``session``: an
+    ``aiohttp.ClientSession`` belongs to one loop, and this client owns its own. Callbacks
+    (hooks, ``on_refresh``, ``progress``) run in the client's thread.
     """
 
-    def __init__(self, auth: Auth, **options: Any) -> None:
-        if "session" in options:
-            raise TypeError(
-                "session is not accepted by SyncOpenLinesClient: it owns its own event loop "
-                "and connection pool (an aiohttp.ClientSession belongs to one loop)"
-            )
-        self._client = OpenLinesClient(auth, **options)
+    def __init__(
+        self,
+        auth: Auth,
+        *,
+        rate_limit: RateLimit | None = _DEFAULT,
+        limiter: Limiter | None = None,
+        retry: RetryPolicy | None = None,
+        operating_budget: OperatingBudget | None = None,
+        timeouts: Timeouts | None = None,
+        hooks: Hooks | None = None,
+    ) -> None:
+        self._client = OpenLinesClient(
+            auth,
+            rate_limit=rate_limit,
+            limiter=limiter,
+            retry=retry,
+            operating_budget=operating_budget,
+            timeouts=timeouts,
+            hooks=hooks,
+        )
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="bitrix-openlines-sync", daemon=True
@@ -145,12 +159,16 @@ class SyncOpenLinesClient:
     # -- calls -----------------------------------------------------------------------
 
     def __call__(self, method: Method[T]) -> T:
-        """Call ``method`` and return its structured result (blocking)."""
-        return self._run(self._client(method))
+        """Call ``method`` and return its structured result (blocking; as :meth:`call`)."""
+        return self.call(method)
 
-    def call(self, method: Method[T]) -> Response[T]:
-        """Call ``method`` and return its result with the envelope (blocking)."""
+    def call(self, method: Method[T]) -> T:
+        """Call ``method`` and return its structured result (blocking)."""
         return self._run(self._client.call(method))
+
+    def call_response(self, method: Method[T]) -> Response[T]:
+        """Call ``method`` and return its result with the envelope (blocking)."""
+        return self._run(self._client.call_response(method))
 
     def call_raw(
         self,

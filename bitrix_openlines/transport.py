@@ -1,7 +1,10 @@
-"""The HTTP edge: owns or borrows one ``aiohttp.ClientSession`` and sends requests.
+"""The HTTP edge: owns or borrows one ``aiohttp.ClientSession``; posts bytes, returns bytes.
 
-It knows nothing of Bitrix24 errors: it returns the status and the raw body, and turns
-network failures into :class:`~bitrix_openlines.errors.TransportError`. Redirects are not
+It knows nothing of Bitrix24 and holds no secret: it returns the status, the raw body and
+its content type (:class:`~bitrix_openlines.wire.RawResponse`), and turns network failures
+into :class:`~bitrix_openlines.errors.TransportError`. Its error texts are built from the
+failure's kind and the host alone, never from the URL (which, for a webhook, holds the
+secret code) nor from aiohttp's own text (which may quote the URL). Redirects are not
 followed: a renamed portal answers 302 and a followed POST would lose its body
 (PROTOCOL.md section 1), so a 3xx becomes :class:`~bitrix_openlines.errors.PortalMovedError`
 naming the new address.
@@ -10,20 +13,19 @@ naming the new address.
 from __future__ import annotations
 
 import asyncio
-import json
-import time
-from collections.abc import Iterable, Mapping
+import os
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 import attrs
 
-from bitrix_openlines._redact import redact
 from bitrix_openlines._version import __version__
 from bitrix_openlines.errors import PortalMovedError, RequestTimeoutError, TransportError
+from bitrix_openlines.wire import RawResponse
 
-__all__ = ["RawResponse", "Timeouts", "Transport"]
+__all__ = ["Timeouts", "Transport"]
 
 _USER_AGENT = f"bitrix-openlines/{__version__}"
 
@@ -48,21 +50,6 @@ class Timeouts:
                 raise ValueError(f"Timeouts.{name} must be a positive number, got {value!r}")
 
 
-@attrs.frozen(slots=True)
-class RawResponse:
-    """An HTTP answer before any decoding.
-
-    ``secrets`` are the strings the transport hides from error texts: a body quoted in an
-    error (an HTML page that echoes the request path, say) must hide them too.
-    """
-
-    status: int
-    body: bytes
-    content_type: str
-    elapsed: float
-    secrets: tuple[str, ...] = attrs.field(default=(), repr=False, eq=False)
-
-
 class Transport:
     """Send POST and GET requests through one ``aiohttp.ClientSession``.
 
@@ -70,7 +57,6 @@ class Transport:
         session: A session to borrow; it is never closed here. ``None``: one is created
             lazily on the first request and closed by :meth:`close`.
         timeouts: Connect and total timeouts.
-        secrets: A callable giving the strings to hide from error texts.
         limit: The connection pool size of an owned session.
     """
 
@@ -79,7 +65,6 @@ class Transport:
         session: aiohttp.ClientSession | None = None,
         *,
         timeouts: Timeouts | None = None,
-        secrets: Iterable[str] = (),
         limit: int = 100,
     ) -> None:
         if session is not None and not isinstance(session, aiohttp.ClientSession):
@@ -92,7 +77,6 @@ class Transport:
         self._timeout = aiohttp.ClientTimeout(
             total=self._timeouts.total, connect=self._timeouts.connect
         )
-        self._secrets = tuple(dict.fromkeys(secrets))
         self._limit = limit
         self._closed = False
 
@@ -101,12 +85,10 @@ class Transport:
         """Whether the session is ours to close."""
         return self._owned
 
-    def set_secrets(self, secrets: Iterable[str]) -> None:
-        """Hide exactly these strings from error texts (tokens change after construction).
-
-        Replaces the list: the caller hands its whole, bounded list each time.
-        """
-        self._secrets = tuple(dict.fromkeys(secrets))
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._closed:
@@ -118,19 +100,15 @@ class Transport:
             )
         return self._session
 
-    async def post_json(
-        self, url: str, payload: Mapping[str, Any], *, method: str | None = None
-    ) -> RawResponse:
-        """POST ``payload`` as JSON to ``url`` and return the raw answer.
+    async def post(self, url: str, body: bytes, *, method: str | None = None) -> RawResponse:
+        """POST the JSON ``body`` to ``url`` and return the raw answer.
 
         Raises:
             TransportError: The connection failed or dropped.
             RequestTimeoutError: A timeout ran out.
             PortalMovedError: The portal answered with a redirect.
         """
-        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        return await self._request("POST", url, method=method, data=body, headers=headers)
+        return await self._request("POST", url, method=method, data=body, headers=_JSON)
 
     async def get(
         self, url: str, params: Mapping[str, str], *, method: str | None = None
@@ -147,7 +125,6 @@ class Transport:
             headers = dict(kwargs.pop("headers", None) or {})
             headers.setdefault("User-Agent", _USER_AGENT)
             kwargs["headers"] = headers
-        started = time.perf_counter()
         try:
             async with session.request(
                 verb, url, allow_redirects=False, timeout=self._timeout, **kwargs
@@ -155,13 +132,7 @@ class Transport:
                 if 300 <= response.status < 400:
                     raise _moved(response, method)
                 body = await response.read()
-                return RawResponse(
-                    status=response.status,
-                    body=body,
-                    content_type=response.headers.get("Content-Type", ""),
-                    elapsed=time.perf_counter() - started,
-                    secrets=self._secrets,
-                )
+                return RawResponse(response.status, body, response.headers.get("Content-Type", ""))
         except TimeoutError:
             raise RequestTimeoutError(
                 f"no complete answer within the timeout (connect {self._timeouts.connect}s, "
@@ -169,11 +140,9 @@ class Transport:
                 method=method,
             ) from None
         except aiohttp.ClientError as exc:
-            # Build the text ourselves: aiohttp's may contain the URL, and so the secret
-            # of a webhook; "from None" keeps that original out of tracebacks too.
-            raise TransportError(
-                f"{type(exc).__name__}: {redact(str(exc), self._secrets)}", method=method
-            ) from None
+            # The text is ours: aiohttp's may contain the URL, and so the secret of a
+            # webhook; "from None" keeps that original out of tracebacks too.
+            raise TransportError(_describe(exc), method=method) from None
 
     async def close(self) -> None:
         """Close the session if it is ours; a borrowed one is left open."""
@@ -182,6 +151,28 @@ class Transport:
             await self._session.close()
             # Give the SSL transports a moment to close (aiohttp's documented advice).
             await asyncio.sleep(0)
+
+
+_JSON = {"Content-Type": "application/json", "Accept": "application/json"}
+
+
+def _describe(exc: aiohttp.ClientError) -> str:
+    """Say what failed from the exception's kind and host only, never its text or URL."""
+    kind = type(exc).__name__
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"{kind}: cannot connect to {exc.host}:{exc.port} ({_os_reason(exc.os_error)})"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return f"{kind}: the server closed the connection before answering"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return f"{kind}: the answer's body was cut or malformed"
+    if isinstance(exc, aiohttp.ClientOSError):
+        return f"{kind}: {_os_reason(exc)}"
+    return f"{kind}: the request failed"
+
+
+def _os_reason(error: OSError) -> str:
+    # The system's text for the error number; the exception's own text may quote the URL.
+    return os.strerror(error.errno) if isinstance(error.errno, int) else "a network error"
 
 
 def _moved(response: aiohttp.ClientResponse, method: str | None) -> PortalMovedError:

@@ -35,16 +35,15 @@ from typing import Any
 from aiohttp import web
 
 from bitrix_openlines import (
-    DEFAULT_TOKEN_URL,
     Dialog,
     InMemoryTokenStore,
     OAuthAuth,
     OAuthTokens,
-    OpenLineMessageEvent,
     OpenLinesClient,
     OpenLinesError,
     TokenStore,
 )
+from bitrix_openlines.auth import DEFAULT_TOKEN_URL
 from bitrix_openlines.contrib.aiohttp import (
     CLIENT_SESSION,
     EventError,
@@ -53,6 +52,7 @@ from bitrix_openlines.contrib.aiohttp import (
     read_event,
 )
 from bitrix_openlines.errors import MethodNotFoundError
+from bitrix_openlines.events import OpenLineMessageEvent
 from bitrix_openlines.testing import FakePortal
 
 logger = logging.getLogger("openlines_bot")

@@ -35,17 +35,14 @@ import attrs
 from aiohttp import web
 
 from bitrix_openlines import (
-    DEFAULT_TOKEN_URL,
-    AppInstallEvent,
     Dialog,
     InMemoryTokenStore,
     OAuthAuth,
-    OpenLineMessageEvent,
     OpenLinesClient,
     OpenLinesError,
-    SessionEvent,
     TokenStore,
 )
+from bitrix_openlines.auth import DEFAULT_TOKEN_URL
 from bitrix_openlines.contrib.aiohttp import (
     CLIENT_SESSION,
     EventError,
@@ -53,7 +50,12 @@ from bitrix_openlines.contrib.aiohttp import (
     client_session_ctx,
     read_event,
 )
-from bitrix_openlines.events import verify_event
+from bitrix_openlines.events import (
+    AppInstallEvent,
+    OpenLineMessageEvent,
+    SessionEvent,
+    verify_event,
+)
 from bitrix_openlines.testing import FakePortal
 
 

@@ -34,4 +34,4 @@ class _CompatResponse(ClientResponse):
 def install() -> None:
     """Make aioresponses build :class:`_CompatResponse` where aiohttp needs it."""
     if "stream_writer" in inspect.signature(ClientResponse.__init__).parameters:
-        aioresponses.core.ClientResponse = _CompatResponse  # type: ignore[misc]
+        aioresponses.core.ClientResponse = _CompatResponse  # type: ignore[attr-defined]

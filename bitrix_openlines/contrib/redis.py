@@ -3,7 +3,7 @@
 The portal's leaky bucket and its single-use refresh tokens belong to the portal, not to
 a process: a job split across workers, or a web app on several hosts, must share them.
 
-- :class:`RedisRateLimiter` is the :class:`~bitrix_openlines.LeakyBucketLimiter`'s GCRA
+- :class:`RedisRateLimiter` is the :class:`~bitrix_openlines.ratelimit.LeakyBucketLimiter`'s GCRA
   run as one atomic Lua script per reservation, keyed per portal, on **Redis's clock**
   (``TIME``): the script returns how long to wait, and each host only sleeps that long,
   so the hosts' clocks do not matter. Reservations are first come, first served across
@@ -34,7 +34,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from bitrix_openlines.auth import OAuthTokens, TokenStore
-from bitrix_openlines.errors import OpenLinesError
+from bitrix_openlines.errors import LockLostError, RedisUnavailableError
 from bitrix_openlines.ratelimit import Limiter, RateLimit
 
 __all__ = [
@@ -45,14 +45,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("bitrix_openlines")
-
-
-class RedisUnavailableError(OpenLinesError):
-    """Redis could not be reached or failed; the operation did not happen."""
-
-
-class LockLostError(OpenLinesError):
-    """The refresh lock's lease ran out before the new pair was saved (it was not saved)."""
 
 
 # GCRA in microseconds on Redis's clock. KEYS[1]: the bucket. ARGV: interval, tolerance,

@@ -5,15 +5,17 @@ type its ``result`` is structured into (``__returns__``) and whether it is safe 
 twice (``__idempotent__``, which decides whether 5xx answers and dropped connections are
 retried). Its fields are the parameters; a field's ``metadata={"wire": "NAME"}`` gives the
 wire name, and ``None`` values are not sent. Validation happens in the constructor, so a
-bad parameter raises before any I/O.
+bad parameter raises before any I/O. :meth:`Method.to_params` gives the parameters in wire
+form (:func:`~bitrix_openlines.wire.to_wire`): the same for a single call and a batch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, ClassVar, Generic, TypeVar
 
 import attrs
+
+from bitrix_openlines.wire import WireParams, to_wire
 
 __all__ = ["Method", "get_method", "register_method", "registered_methods"]
 
@@ -33,27 +35,18 @@ class Method(Generic[T]):
     __returns__: ClassVar[Any]
     __idempotent__: ClassVar[bool] = False
 
-    def to_params(self) -> dict[str, Any]:
-        """Return the wire parameters: wire names as keys, ``None`` values left out."""
-        params: dict[str, Any] = {}
-        for field in attrs.fields(type(self)):
-            value = getattr(self, field.name)
-            if value is None:
-                continue
-            wire = field.metadata.get("wire", field.name.upper())
-            params[wire] = _wire_value(value)
-        return params
+    def to_params(self) -> WireParams:
+        """Return the parameters in wire form: wire names as keys, ``None`` left out.
 
-
-def _wire_value(value: Any) -> Any:
-    if isinstance(value, str | int | float | bool):
-        return value
-    if isinstance(value, Mapping):
-        return {str(k): _wire_value(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_wire_value(v) for v in value]
-    # Value types (UserCode, ...) print their wire form.
-    return str(value)
+        Raises:
+            ValueError: A value cannot be sent (see :func:`~bitrix_openlines.wire.to_wire`).
+        """
+        return to_wire(
+            {
+                field.metadata.get("wire", field.name.upper()): getattr(self, field.name)
+                for field in attrs.fields(type(self))
+            }
+        )
 
 
 _REGISTRY: dict[str, type[Method[Any]]] = {}

@@ -12,15 +12,13 @@ import pytest
 from bitrix_openlines import (
     DialogGet,
     DialogOutcome,
-    InvalidQueryError,
-    Method,
     OpenLinesClient,
     RateLimit,
     RetryPolicy,
     WebhookAuth,
-    register_method,
 )
-from bitrix_openlines.errors import AccessError, ServerError, TransportError
+from bitrix_openlines.errors import AccessError, InvalidQueryError, ServerError, TransportError
+from bitrix_openlines.methods import Method, register_method
 from bitrix_openlines.testing import FakeDialog, FakePortal, Faults, ThreadedFakePortal
 
 pytestmark = pytest.mark.integration

@@ -47,7 +47,7 @@ async def test_all_four_identifiers_resolve_the_same_dialog(
 
 
 async def test_call_exposes_the_time_block(portal: FakePortal, client: OpenLinesClient) -> None:
-    response = await client.call(DialogGet(chat_id=1))
+    response = await client.call_response(DialogGet(chat_id=1))
     assert response.result.id == 1
     assert response.time is not None
     assert response.time.start is not None
@@ -77,7 +77,7 @@ async def test_legacy_2024_portal_parses_into_dialog() -> None:
         FakePortal(dialogs=5, rate=None, legacy_2024=True) as portal,
         OpenLinesClient(WebhookAuth(portal.webhook_url), rate_limit=None) as client,
     ):
-        response = await client.call(DialogGet(chat_id=2))
+        response = await client.call_response(DialogGet(chat_id=2))
         assert response.time is None
         dialog = response.result
         assert dialog.id == 2

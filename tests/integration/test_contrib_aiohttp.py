@@ -11,14 +11,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 
-from bitrix_openlines import (
-    OAuthAuth,
-    OAuthTokens,
-    OpenLineMessageEvent,
-    OpenLinesClient,
-    RetryPolicy,
-    SessionEvent,
-)
+from bitrix_openlines import OAuthAuth, OAuthTokens, OpenLinesClient, RetryPolicy
 from bitrix_openlines.contrib.aiohttp import (
     CLIENT_SESSION,
     EventError,
@@ -26,6 +19,7 @@ from bitrix_openlines.contrib.aiohttp import (
     client_session_ctx,
     read_event,
 )
+from bitrix_openlines.events import OpenLineMessageEvent, SessionEvent
 from bitrix_openlines.testing import FakePortal
 
 Reader = Callable[[web.Request], Awaitable[Any]]

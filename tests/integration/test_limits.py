@@ -7,13 +7,7 @@ import time
 
 import pytest
 
-from bitrix_openlines import (
-    OpenLinesClient,
-    OperatingBudget,
-    RateLimit,
-    RetryPolicy,
-    WebhookAuth,
-)
+from bitrix_openlines import OpenLinesClient, RateLimit, RetryPolicy, WebhookAuth
 from bitrix_openlines.errors import (
     AccessError,
     DecodeError,
@@ -21,6 +15,7 @@ from bitrix_openlines.errors import (
     ServerError,
     TransportError,
 )
+from bitrix_openlines.ratelimit import OperatingBudget
 from bitrix_openlines.testing import FakePortal, Faults
 
 pytestmark = pytest.mark.integration

@@ -26,7 +26,7 @@ def test_plain_sync_code(portal: ThreadedFakePortal) -> None:
         dialog = client.get_dialog(chat_id=3)
         assert dialog.id == 3
         assert client(DialogGet(dialog_id="chat5")).id == 5
-        assert client.call(DialogGet(chat_id=6)).time is not None
+        assert client.call_response(DialogGet(chat_id=6)).time is not None
         assert isinstance(client.call_raw("imopenlines.revision.get"), dict)
         with pytest.raises(AccessError):
             client.get_dialog(chat_id=4)
@@ -99,4 +99,4 @@ def test_callback_calling_back_into_the_same_client_raises(
 
 def test_session_is_refused(portal: ThreadedFakePortal) -> None:
     with pytest.raises(TypeError, match="session"):
-        SyncOpenLinesClient(WebhookAuth(portal.webhook_url), session=object())
+        SyncOpenLinesClient(WebhookAuth(portal.webhook_url), session=object())  # type: ignore[call-arg]

@@ -20,20 +20,18 @@ import attrs
 import pytest
 
 from bitrix_openlines import (
-    AccessError,
     DialogGet,
     DialogOutcome,
     Hooks,
-    InvalidQueryError,
     OAuthAuth,
     OAuthTokens,
     OpenLinesClient,
     RateLimit,
-    RefreshEvent,
-    RetryEvent,
     RetryPolicy,
     UserCode,
 )
+from bitrix_openlines.errors import AccessError, InvalidQueryError
+from bitrix_openlines.hooks import RefreshEvent, RetryEvent
 from bitrix_openlines.testing import FakeDialog, FakePortal, Faults
 
 pytestmark = [pytest.mark.reliability, pytest.mark.integration]

@@ -39,19 +39,19 @@ from hypothesis import strategies as st
 from bitrix_openlines import (
     Dialog,
     DialogOutcome,
-    InvalidQueryError,
     OAuthAuth,
     OAuthTokens,
     OpenLinesClient,
     OpenLinesError,
-    RateLimitError,
     RetryPolicy,
     WebhookAuth,
 )
 from bitrix_openlines.errors import (
     DecodeError,
+    InvalidQueryError,
     OperationTimeLimitError,
     PortalMovedError,
+    RateLimitError,
     ServerError,
 )
 

@@ -26,17 +26,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bitrix_openlines import (
-    AccessError,
     Dialog,
     DialogGet,
     DialogOutcome,
-    InvalidQueryError,
     OpenLinesClient,
     OpenLinesError,
     RetryPolicy,
     UserCode,
     WebhookAuth,
 )
+from bitrix_openlines.errors import AccessError, InvalidQueryError
 from bitrix_openlines.testing import FakeDialog, ThreadedFakePortal
 from bitrix_openlines.types.dialog import chat_id_from_dialog_id
 

@@ -24,14 +24,8 @@ from typing import Any
 import attrs
 import pytest
 
-from bitrix_openlines import (
-    AccessError,
-    OAuthAuth,
-    OAuthTokens,
-    OpenLinesClient,
-    RateLimit,
-    RetryPolicy,
-)
+from bitrix_openlines import OAuthAuth, OAuthTokens, OpenLinesClient, RateLimit, RetryPolicy
+from bitrix_openlines.errors import AccessError
 from bitrix_openlines.testing import FakePortal, Faults, ThreadedFakePortal
 
 from ._support import established_connections_to, proc_available, rss_bytes
@@ -139,7 +133,7 @@ def _connections(client: OpenLinesClient, port: int) -> int:
     if proc_available():
         return established_connections_to(port)
     # Elsewhere: the connections the client's pool holds (idle and in use).
-    session = client._transport._session
+    session = client._session.transport._session
     connector = session.connector if session is not None else None
     if connector is None:
         return 0
@@ -155,8 +149,8 @@ def _sample(client: OpenLinesClient, port: int, started: float) -> Sample:
         tasks=len(asyncio.all_tasks()),
         traced=tracemalloc.get_traced_memory()[0],
         rss=rss_bytes(),
-        # Every secret the transport redacts from error texts (grows on each refresh).
-        secrets=len(client._transport._secrets),
+        # Every secret the auth's redactor hides from error texts (grows on each refresh).
+        secrets=len(client.auth.redactor.secrets),
     )
 
 
@@ -268,10 +262,11 @@ async def test_token_refreshes_do_not_grow_what_the_client_keeps() -> None:
             for _ in range(100):
                 portal.expire_access_tokens()
                 assert (await client.get_dialog(chat_id=1)).id == 1
-                sizes.append(len(client._transport._secrets))
+                sizes.append(len(auth.redactor.secrets))
         assert portal.stats.refreshes == 100
-    kept_by_auth = len(auth.secrets())  # a count: the secrets stay out of the report
-    assert max(sizes) <= kept_by_auth, (
-        f"the transport holds {sizes[-1]} secrets after 100 refreshes "
-        f"(the auth itself keeps {kept_by_auth}); sizes {sizes[:5]}...{sizes[-3:]}"
+    # The client secret, the current pair and at most 32 retired secrets: bounded.
+    assert max(sizes) <= 1 + 2 + 32, (
+        f"the redactor holds {sizes[-1]} secrets after 100 refreshes; "
+        f"sizes {sizes[:5]}...{sizes[-3:]}"
     )
+    assert sizes[-1] == sizes[-2], sizes[-5:]

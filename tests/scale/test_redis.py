@@ -17,13 +17,14 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from bitrix_openlines import LeakyBucketLimiter, OAuthTokens, RateLimit
+from bitrix_openlines import OAuthTokens, RateLimit
 from bitrix_openlines.contrib.redis import (
     LockLostError,
     RedisRateLimiter,
     RedisTokenStore,
     RedisUnavailableError,
 )
+from bitrix_openlines.ratelimit import LeakyBucketLimiter
 from bitrix_openlines.testing import ThreadedFakePortal
 
 pytestmark = pytest.mark.integration

@@ -37,7 +37,8 @@ from _unit_helpers import (
 )
 from aioresponses import CallbackResult, aioresponses
 
-from bitrix_openlines import DEFAULT_TOKEN_URL, OAuthAuth, OAuthTokens, RetryPolicy, WebhookAuth
+from bitrix_openlines import OAuthAuth, OAuthTokens, RetryPolicy, WebhookAuth
+from bitrix_openlines.auth import DEFAULT_TOKEN_URL
 from bitrix_openlines.errors import (
     AuthError,
     DecodeError,
@@ -87,11 +88,11 @@ EXPIRED = error_body("expired_token", "The access token provided has expired")
 async def test_webhook_accepts(url: str, portal: str, base: str) -> None:
     auth = WebhookAuth(url)
     assert auth.portal == portal
-    prepared = await auth.prepare(DIALOG_GET, {"CHAT_ID": 13})
-    assert prepared.url == f"{base}{DIALOG_GET}.json"
-    assert prepared.payload == {"CHAT_ID": 13}
-    assert prepared.token is None
-    assert auth.secrets() == (WEBHOOK_CODE,)
+    credentials = await auth.credentials()
+    assert credentials.url(DIALOG_GET) == f"{base}{DIALOG_GET}.json"
+    assert credentials.token is None
+    assert WEBHOOK_CODE not in repr(credentials)
+    assert auth.redactor.secrets == (WEBHOOK_CODE,)
 
 
 def test_webhook_user_id() -> None:
@@ -224,13 +225,12 @@ def test_tokens_validation(kwargs: dict[str, Any], text: str) -> None:
 # -- OAuthAuth ---------------------------------------------------------------------------
 
 
-async def test_oauth_prepare_puts_the_token_in_the_body() -> None:
+async def test_oauth_credentials_carry_the_token() -> None:
     auth = oauth_auth()
-    prepared = await auth.prepare(DIALOG_GET, {"CHAT_ID": 13})
-    assert prepared.url == oauth_url(DIALOG_GET)
-    assert prepared.payload == {"CHAT_ID": 13, "auth": OLD_ACCESS}
-    assert prepared.token == OLD_ACCESS
-    assert OLD_ACCESS not in repr(prepared)
+    credentials = await auth.credentials()
+    assert credentials.url(DIALOG_GET) == oauth_url(DIALOG_GET)
+    assert credentials.token == OLD_ACCESS
+    assert OLD_ACCESS not in repr(credentials)
     assert auth.portal == PORTAL
 
 
@@ -238,8 +238,8 @@ async def test_oauth_endpoint_without_trailing_slash() -> None:
     tokens = OAuthTokens(
         access_token=OLD_ACCESS, refresh_token=OLD_REFRESH, client_endpoint=f"{PORTAL}/rest"
     )
-    prepared = await oauth_auth(tokens=tokens).prepare(DIALOG_GET, {})
-    assert prepared.url == oauth_url(DIALOG_GET)
+    credentials = await oauth_auth(tokens=tokens).credentials()
+    assert credentials.url(DIALOG_GET) == oauth_url(DIALOG_GET)
 
 
 def test_oauth_repr_hides_secrets() -> None:

@@ -26,8 +26,6 @@ from bitrix_openlines import (
     Dialog,
     DialogGet,
     Hooks,
-    LeakyBucketLimiter,
-    Method,
     OpenLinesClient,
     RateLimit,
     Response,
@@ -35,6 +33,8 @@ from bitrix_openlines import (
     Timeouts,
     UserCode,
 )
+from bitrix_openlines.methods import Method
+from bitrix_openlines.ratelimit import LeakyBucketLimiter
 
 URL = webhook_url(DIALOG_GET)
 
@@ -42,9 +42,9 @@ URL = webhook_url(DIALOG_GET)
 @pytest.mark.parametrize(
     ("kwargs", "body"),
     [
-        ({"chat_id": 13}, {"CHAT_ID": 13}),
+        ({"chat_id": 13}, {"CHAT_ID": "13"}),
         ({"dialog_id": "chat29"}, {"DIALOG_ID": "chat29"}),
-        ({"session_id": 1743}, {"SESSION_ID": 1743}),
+        ({"session_id": 1743}, {"SESSION_ID": "1743"}),
         ({"user_code": "livechat|1|1373|211"}, {"USER_CODE": "livechat|1|1373|211"}),
         ({"user_code": "imol|livechat|1|1373|211"}, {"USER_CODE": "imol|livechat|1|1373|211"}),
         (
@@ -71,7 +71,7 @@ async def test_calling_a_method_object(docs_examples: Path) -> None:
         mocked.post(URL, payload=dialog_example(docs_examples), repeat=True)
         async with make_client() as client:
             dialog = await client(DialogGet(dialog_id="chat1777"))
-            response = await client.call(DialogGet(dialog_id="chat1777"))
+            response = await client.call_response(DialogGet(dialog_id="chat1777"))
         calls = recorded(mocked, "POST", URL)
     assert [body_of(c.kwargs) for c in calls] == [{"DIALOG_ID": "chat1777"}] * 2
     assert dialog.dialog_id == "chat1777"
@@ -103,7 +103,7 @@ async def test_call_returns_total_and_next(docs_examples: Path) -> None:
     with aioresponses() as mocked:
         mocked.post(webhook_url("imopenlines.session.mode.pinAll"), payload=body)
         async with make_client() as client:
-            response = await client.call(_PinAll())
+            response = await client.call_response(_PinAll())
     assert response.result == [339, 337]
     assert (response.total, response.next) == (120, 50)
     assert response.time is not None
@@ -152,7 +152,7 @@ async def test_call_raw_returns_the_raw_result(
             result = await client.call_raw(method, {"CHAT_ID": 1763})
         (call,) = recorded(mocked, "POST")
     assert result == expected
-    assert body_of(call.kwargs) == {"CHAT_ID": 1763}
+    assert body_of(call.kwargs) == {"CHAT_ID": "1763"}
 
 
 @pytest.mark.parametrize("result", [True, None, "text", 0, [], {}])

@@ -10,14 +10,13 @@ from _unit_helpers import DIALOG_GET, dialog_example, make_client, recorded, web
 from aioresponses import aioresponses
 
 from bitrix_openlines import RetryPolicy
-from bitrix_openlines._decode import decode_envelope, decode_json, reset_at_of
 from bitrix_openlines.errors import (
     AccessError,
     DecodeError,
     OperationTimeLimitError,
     ServerError,
 )
-from bitrix_openlines.transport import RawResponse
+from bitrix_openlines.wire import RawResponse, decode_envelope, decode_json, reset_at_of
 
 NGINX_502 = (
     "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
@@ -28,7 +27,7 @@ NGINX_502 = (
 
 def _raw(body: bytes | str, status: int = 200, content_type: str = "text/html") -> RawResponse:
     data = body.encode() if isinstance(body, str) else body
-    return RawResponse(status=status, body=data, content_type=content_type, elapsed=0.01)
+    return RawResponse(status=status, body=data, content_type=content_type)
 
 
 # -- the pure decoder --------------------------------------------------------------------

@@ -11,7 +11,6 @@ from aioresponses import aioresponses
 
 from bitrix_openlines import RateLimit, RetryPolicy
 from bitrix_openlines.errors import (
-    _CODE_TABLE,
     AccessError,
     ApiError,
     AuthError,
@@ -29,10 +28,9 @@ from bitrix_openlines.errors import (
     ServerError,
     TokenExpiredError,
     TransportError,
-    error_class_for,
-    error_from_payload,
 )
 from bitrix_openlines.ratelimit import LeakyBucketLimiter, OperatingBudget
+from bitrix_openlines.wire import _CODE_TABLE, error_class_for, error_from_payload
 
 # PROTOCOL.md section 3.2 (common codes) and 7.2 (imopenlines.dialog.get), written out:
 # code as the portal spells it -> (HTTP status the protocol gives, expected class).

@@ -14,29 +14,23 @@ import pytest
 from _php_query import http_build_query
 from multidict import MultiDict
 
-from bitrix_openlines import (
-    AppInstallEvent,
-    Event,
-    EventAuth,
-    EventError,
-    EventVerificationError,
-    GenericEvent,
-    OAuthTokens,
-    OpenLineMessageEvent,
-    OpenLinesError,
-    SessionEvent,
-    parse_event,
-    verify_event,
-)
-from bitrix_openlines import events as events_module
+from bitrix_openlines import OAuthTokens, OpenLinesError, parse_event, verify_event
+from bitrix_openlines.errors import EventError, EventVerificationError
 from bitrix_openlines.events import (
+    AppInstallEvent,
     ChatInfo,
     ConnectorInfo,
+    Event,
+    EventAuth,
+    GenericEvent,
     LineInfo,
     MessageInfo,
+    OpenLineMessageEvent,
+    SessionEvent,
     SessionInfo,
     UserInfo,
 )
+from bitrix_openlines.wire import parse_form
 
 FORM = "application/x-www-form-urlencoded"
 APP_TOKEN = "51856fefc120afa4b628cc82d3935cce"
@@ -361,7 +355,7 @@ def test_php_form_decoding(body: str, expected: dict[str, Any]) -> None:
 
 
 def test_php_base_name_rules() -> None:
-    decoded = events_module._parse_form("a.b=1&c d=2&e[f=3&[g]=4&=5&%20h=6")
+    decoded = parse_form("a.b=1&c d=2&e[f=3&[g]=4&=5&%20h=6")
     assert decoded == {"a_b": "1", "c_d": "2", "e_f": "3", "h": "6"}
     deep = "event=E&data" + "[x]" * 70 + "=1"
     assert parse_event(deep, FORM).data == {}

@@ -9,8 +9,8 @@ import pytest
 from _unit_helpers import DIALOG_GET, make_client
 from aioresponses import aioresponses
 
-from bitrix_openlines import Dialog, DialogGet, Method, UserCode, get_method, register_method
-from bitrix_openlines.methods import base, registered_methods
+from bitrix_openlines import Dialog, DialogGet, UserCode
+from bitrix_openlines.methods import Method, base, get_method, register_method, registered_methods
 
 # -- validation --------------------------------------------------------------------------
 
@@ -88,9 +88,9 @@ def test_dialog_get_is_positional_free() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "params", "identifier"),
     [
-        ({"chat_id": 13}, {"CHAT_ID": 13}, ("chat_id", 13)),
+        ({"chat_id": 13}, {"CHAT_ID": "13"}, ("chat_id", 13)),
         ({"dialog_id": "chat29"}, {"DIALOG_ID": "chat29"}, ("dialog_id", "chat29")),
-        ({"session_id": 1743}, {"SESSION_ID": 1743}, ("session_id", 1743)),
+        ({"session_id": 1743}, {"SESSION_ID": "1743"}, ("session_id", 1743)),
         (
             {"user_code": "livechat|1|1373|211"},
             {"USER_CODE": "livechat|1|1373|211"},
@@ -221,8 +221,8 @@ def test_register_a_new_method() -> None:
         note: str | None = None
 
     assert get_method("IMOPENLINES.SESSION.START") is SessionStart
-    assert SessionStart(chat_id=5).to_params() == {"CHAT_ID": 5}
-    assert SessionStart(chat_id=5, note="x").to_params() == {"CHAT_ID": 5, "NOTE": "x"}
+    assert SessionStart(chat_id=5).to_params() == {"CHAT_ID": "5"}
+    assert SessionStart(chat_id=5, note="x").to_params() == {"CHAT_ID": "5", "NOTE": "x"}
     assert SessionStart.__idempotent__ is False
 
 
@@ -257,9 +257,10 @@ def test_to_params_wire_value_forms() -> None:
     method = Shapes(
         ids=(1, 2), fields={"a": (3, UserCode("l", 1, "2", "3"))}, code=UserCode("l", 1, "2", "3")
     )
+    # The wire form: what PHP's parse_str gives the portal, the same in a batch.
     assert method.to_params() == {
-        "IDS": [1, 2],
-        "FIELDS": {"a": [3, "l|1|2|3"]},
+        "IDS": ["1", "2"],
+        "FIELDS": {"a": ["3", "l|1|2|3"]},
         "CODE": "l|1|2|3",
     }
 

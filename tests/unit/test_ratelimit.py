@@ -19,16 +19,10 @@ from _unit_helpers import (
 )
 from aioresponses import aioresponses
 
-from bitrix_openlines import (
-    LeakyBucketLimiter,
-    OpenLinesClient,
-    RateLimit,
-    RetryPolicy,
-    TimeInfo,
-    WebhookAuth,
-)
+from bitrix_openlines import OpenLinesClient, RateLimit, RetryPolicy, WebhookAuth
 from bitrix_openlines.errors import OperationTimeLimitError
-from bitrix_openlines.ratelimit import OperatingBudget
+from bitrix_openlines.ratelimit import LeakyBucketLimiter, OperatingBudget
+from bitrix_openlines.types import TimeInfo
 
 OTHER = "https://other.bitrix24.com"
 

@@ -26,15 +26,7 @@ from _unit_helpers import (
 )
 from aioresponses import CallbackResult, aioresponses
 
-from bitrix_openlines import (
-    Hooks,
-    LeakyBucketLimiter,
-    RateLimit,
-    RefreshEvent,
-    RequestEvent,
-    RetryEvent,
-    RetryPolicy,
-)
+from bitrix_openlines import Hooks, RateLimit, RetryPolicy
 from bitrix_openlines.errors import (
     AccessError,
     ApiError,
@@ -54,7 +46,8 @@ from bitrix_openlines.errors import (
     TokenExpiredError,
     TransportError,
 )
-from bitrix_openlines.ratelimit import OperatingBudget
+from bitrix_openlines.hooks import RefreshEvent, RequestEvent, RetryEvent
+from bitrix_openlines.ratelimit import LeakyBucketLimiter, OperatingBudget
 
 # -- reason: what is retried -------------------------------------------------------------
 
@@ -116,8 +109,9 @@ def test_reason_table(
     ],
     ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else str(v),
 )
-def test_counts_as_attempt(error: BaseException, counts: bool) -> None:
-    assert RetryPolicy().counts_as_attempt(error) is counts
+def test_paces(error: BaseException, counts: bool) -> None:
+    # Pacing answers (the bucket, a method's budget) use up no attempt; failures do.
+    assert RetryPolicy().paces(error) is not counts
 
 
 # -- delay and backoff: how long to wait -------------------------------------------------

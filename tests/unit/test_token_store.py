@@ -147,7 +147,7 @@ async def test_a_pair_refreshed_elsewhere_is_adopted_without_refreshing(
         async with _client(auth) as client:
             # Another process refreshed and saved a new pair; this client still holds the
             # old one in memory, meets expired_token, and finds the new pair in the store.
-            await auth.prepare("server.time", {})
+            await auth.credentials()
             await store.save(
                 MEMBER,
                 OAuthTokens(

@@ -14,21 +14,19 @@ from aioresponses import aioresponses
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bitrix_openlines import (
+from bitrix_openlines import Dialog, DialogGet, UserCode
+from bitrix_openlines._convert import describe_error, structure, structure_time
+from bitrix_openlines.types import TimeInfo
+from bitrix_openlines.types.dialog import (
     CrmBindings,
-    Dialog,
-    DialogGet,
     EntityLink,
     LastMessageViews,
     Permissions,
     ReadEntry,
     Restrictions,
     SessionData,
-    TimeInfo,
-    UserCode,
     Viewer,
 )
-from bitrix_openlines._convert import describe_error, structure, structure_time
 
 CURRENT = "imopenlines.dialog.get__200_success.json"
 CURRENT_RU = "imopenlines.dialog.get__200_success_ru.json"
@@ -183,7 +181,7 @@ async def test_legacy_example_has_no_time_block(docs_examples: Path) -> None:
     with aioresponses() as mocked:
         mocked.post(webhook_url(DIALOG_GET), payload=load_example(docs_examples, LEGACY))
         async with make_client() as client:
-            response = await client.call(DialogGet(chat_id=1364))
+            response = await client.call_response(DialogGet(chat_id=1364))
     assert response.time is None
     assert response.result.id == 1364
 
@@ -255,7 +253,7 @@ async def test_time_reachable_through_client_call(
     with aioresponses() as mocked:
         mocked.post(webhook_url(DIALOG_GET), payload=body)
         async with make_client() as client:
-            response = await client.call(DialogGet(chat_id=1777))
+            response = await client.call_response(DialogGet(chat_id=1777))
     assert response.time is not None
     assert response.time.start == start
     assert isinstance(response.time.start, float)

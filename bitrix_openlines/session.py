@@ -1,0 +1,300 @@
+"""The session layer: the order of one call, from the budget to the retry decision.
+
+One call of :meth:`Session.call` goes, in this order:
+
+1. **budget**: wait while the method is paused by the portal's operating-time budget
+   (or fail at once if the pause outlasts the call's deadline);
+2. **slot**: take one slot of the portal's leaky bucket from the limiter;
+3. **credentials**: ask the auth for them *after* the slot wait, so a call that waited
+   long never goes out with a token that expired meanwhile;
+4. **send**: encode the parameters (:mod:`~bitrix_openlines.wire`) and post them
+   through the transport;
+5. **decode**: the envelope, or the exception the error table gives, with every
+   network text passed through the auth's redactor;
+6. **retry decision**: ``expired_token`` refreshes the credentials (through the auth,
+   once for every waiting task) and replays; ``QUERY_LIMIT_EXCEEDED`` and
+   ``OPERATION_TIME_LIMIT`` are pacing: the limiter or the budget holds the resend,
+   within the same attempt; other transient failures are attempts, retried by the
+   :class:`~bitrix_openlines.RetryPolicy` (through tenacity).
+
+The rate limiter and the operating budget are the portal's, shared by every client of
+the portal in the process. The session knows the layers below it only.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import attrs
+
+from bitrix_openlines._convert import structure_time
+from bitrix_openlines.auth import Auth, Credentials
+from bitrix_openlines.errors import (
+    OpenLinesError,
+    OperationTimeLimitError,
+    OverloadError,
+    RateLimitError,
+    TokenExpiredError,
+)
+from bitrix_openlines.hooks import Hooks, RefreshEvent, RequestEvent, RetryEvent
+from bitrix_openlines.ratelimit import Limiter, OperatingBudget
+from bitrix_openlines.retry import RetryPolicy, retrying
+from bitrix_openlines.transport import Transport
+from bitrix_openlines.types.common import TimeInfo
+from bitrix_openlines.wire import WireParams, decode_envelope, json_body
+
+__all__ = ["Answer", "Session"]
+
+logger = logging.getLogger("bitrix_openlines")
+
+
+@attrs.frozen(slots=True)
+class Answer:
+    """A decoded successful answer: the envelope, and its ``time`` block structured once."""
+
+    envelope: dict[str, Any]
+    time: TimeInfo | None
+
+    @property
+    def result(self) -> Any:
+        """The envelope's ``result``."""
+        return self.envelope["result"]
+
+
+@attrs.define(slots=True)
+class _Call:
+    """One call in progress: what to send, and how many retries it has had."""
+
+    method: str
+    params: WireParams
+    idempotent: bool
+    commands: int
+    started: float
+    retries: int = 0
+
+
+class Session:
+    """Send calls to one portal in the order the module docs give.
+
+    Args:
+        auth: The credentials.
+        transport: The HTTP edge.
+        limiter: The portal's bucket, or ``None`` for no client-side pacing.
+        budget: The operating-time budget to use, or ``None`` for the portal's shared one.
+        retry: The retry policy.
+        hooks: Callbacks observing requests, retries and refreshes.
+    """
+
+    def __init__(
+        self,
+        auth: Auth,
+        *,
+        transport: Transport,
+        limiter: Limiter | None,
+        budget: OperatingBudget | None,
+        retry: RetryPolicy,
+        hooks: Hooks,
+    ) -> None:
+        self.auth = auth
+        self.transport = transport
+        self.limiter = limiter
+        self.retry = retry
+        self.hooks = hooks
+        self._budget = budget
+        self._reported_flight = 0
+
+    @property
+    def budget(self) -> OperatingBudget:
+        """The operating-time budget of the portal (shared per portal unless injected)."""
+        return self._budget or OperatingBudget.shared(self.auth.portal)
+
+    async def close(self) -> None:
+        """Close the transport (a borrowed ``aiohttp.ClientSession`` stays open)."""
+        await self.transport.close()
+
+    async def call(
+        self, method: str, params: WireParams, *, idempotent: bool, commands: int = 1
+    ) -> Answer:
+        """Send one call and return its decoded answer; raise its final error.
+
+        Args:
+            method: The REST method's name.
+            params: The parameters, already in wire form (:func:`~bitrix_openlines.wire.to_wire`).
+            idempotent: Whether a 5xx or a dropped connection may be retried.
+            commands: How many commands the request carries (a batch's size, for hooks).
+        """
+        call = _Call(method, params, idempotent, commands, self.retry.clock())
+        # The first attempt goes out without the retry machinery (most calls need none);
+        # a retryable failure hands over to the tenacity loop.
+        try:
+            return await self._attempt(call)
+        except OpenLinesError as error:
+            # Pacing answers that escaped the attempt ran out of deadline: final.
+            if self.retry.paces(error) or self.retry.reason(error, idempotent=idempotent) is None:
+                raise
+            first_error = error
+        async for attempt in retrying(
+            self.retry,
+            idempotent=idempotent,
+            on_retry=lambda error, number, reason, delay: self._retrying(
+                call, error, reason, delay
+            ),
+            started=call.started,
+        ):
+            with attempt:
+                if attempt.retry_state.attempt_number == 1:
+                    # Attempt 1 already failed: let tenacity judge it (wait, log, stop).
+                    raise first_error
+                return await self._attempt(call)
+        raise AssertionError("unreachable: tenacity re-raises the last error")
+
+    async def _attempt(self, call: _Call) -> Answer:
+        """One attempt: pacing answers and one token refresh are handled inside it."""
+        refreshed = False
+        while True:
+            budget = self.budget
+            self._check_pause(budget, call)
+            await budget.wait(call.method)
+            if self.limiter is not None:
+                await self.limiter.acquire(self.auth.portal, 1)
+            credentials = await self.auth.credentials()
+            try:
+                return await self._send(call, credentials, budget)
+            except TokenExpiredError:
+                # A refresh is not a retry: one refresh and one replay per attempt.
+                if refreshed or not await self._refresh(credentials):
+                    raise
+                refreshed = True
+            except RateLimitError as error:
+                if not self.retry.paces(error) or not self._may_pace(call, error, budget):
+                    raise
+                # The limiter (a 503) or the budget (a 429) holds the resend; the jitter
+                # spreads out the resends of many tasks.
+                delay = self.retry.delay(error, 0)
+                self._retrying(call, error, self.retry.reason(error, idempotent=True) or "", delay)
+                await self.retry.sleep(delay)
+
+    def _may_pace(self, call: _Call, error: RateLimitError, budget: OperatingBudget) -> bool:
+        """Whether a paced resend still fits the call's deadline."""
+        remaining = self.retry.remaining(call.started)
+        if remaining is None:
+            return True
+        if isinstance(error, OperationTimeLimitError):
+            return budget.pause_remaining(call.method) < remaining
+        return remaining > 0
+
+    def _check_pause(self, budget: OperatingBudget, call: _Call) -> None:
+        """Raise rather than wait for a paused method past the call's deadline."""
+        pause = budget.pause_remaining(call.method)
+        if pause <= 0:
+            return
+        remaining = self.retry.remaining(call.started)
+        if remaining is not None and pause > remaining:
+            raise OperationTimeLimitError(
+                f"{call.method} is paused {pause:.0f}s by its operating-time budget, "
+                f"past the call's deadline ({max(0.0, remaining):.0f}s left)",
+                code="OPERATION_TIME_LIMIT",
+                method=call.method,
+                reset_at=budget.paused_until(call.method),
+            )
+
+    async def _send(
+        self, call: _Call, credentials: Credentials, budget: OperatingBudget
+    ) -> Answer:
+        method = call.method
+        portal = self.auth.portal
+        params = call.params
+        if credentials.token is not None:
+            params = {**params, "auth": credentials.token}
+        started = time.perf_counter()
+        status: int | None = None
+        error_code: str | None = None
+        try:
+            raw = await self.transport.post(
+                credentials.url(method), json_body(params), method=method
+            )
+            status = raw.status
+            envelope = decode_envelope(raw, method, self.auth.redactor)
+        except OperationTimeLimitError as error:
+            error_code = error.code
+            budget.pause(method, error.reset_at)
+            raise
+        except RateLimitError as error:
+            error_code = error.code
+            if self.limiter is not None and not isinstance(error, OverloadError):
+                await self.limiter.penalize(portal)
+            raise
+        except OpenLinesError as error:
+            error_code = error.code or type(error).__name__
+            raise
+        finally:
+            duration = time.perf_counter() - started
+            logger.debug(
+                "%s status=%s attempt=%d duration=%.3fs%s",
+                method,
+                status,
+                call.retries + 1,
+                duration,
+                f" error={error_code}" if error_code else "",
+            )
+            self.hooks.emit(
+                self.hooks.on_request,
+                RequestEvent(
+                    method=method,
+                    portal=portal,
+                    attempt=call.retries + 1,
+                    status=status,
+                    error_code=error_code,
+                    duration=duration,
+                    commands=call.commands,
+                ),
+            )
+        time_info = structure_time(envelope.get("time"))
+        budget.observe(method, time_info)
+        return Answer(envelope=envelope, time=time_info)
+
+    async def _refresh(self, stale: Credentials) -> bool:
+        """Refresh through the auth; ``False`` when these credentials cannot be refreshed."""
+        result = await self.auth.refresh(stale)
+        if result is None:
+            return False
+        if result.asked_server and result.flight != self._reported_flight:
+            # One event per refresh for this client, however many of its tasks waited.
+            self._reported_flight = result.flight
+            error = result.error
+            self.hooks.emit(
+                self.hooks.on_refresh,
+                RefreshEvent(
+                    portal=self.auth.portal,
+                    ok=error is None,
+                    duration=result.duration,
+                    error_code=None if error is None else error.code or type(error).__name__,
+                ),
+            )
+        if result.error is not None:
+            raise result.error
+        return True
+
+    def _retrying(self, call: _Call, error: BaseException, reason: str, delay: float) -> None:
+        call.retries += 1
+        code = getattr(error, "code", None) or type(error).__name__
+        logger.warning(
+            "retrying %s after attempt %d: %s (%s); waiting %.2fs",
+            call.method,
+            call.retries,
+            reason,
+            code,
+            delay,
+        )
+        self.hooks.emit(
+            self.hooks.on_retry,
+            RetryEvent(
+                method=call.method,
+                attempt=call.retries,
+                reason=reason,
+                delay=delay,
+                error_code=code,
+            ),
+        )
