@@ -1,10 +1,11 @@
 """The HTTP edge: owns or borrows one ``aiohttp.ClientSession`` and sends requests.
 
 It knows nothing of Bitrix24 errors: it returns the status and the raw body, and turns
-network failures into :class:`~bitrix_openlines.errors.TransportError`. Redirects are not
-followed: a renamed portal answers 302 and a followed POST would lose its body
-(PROTOCOL.md section 1), so a 3xx becomes :class:`~bitrix_openlines.errors.PortalMovedError`
-naming the new address.
+network failures into :class:`~bitrix_openlines.errors.TransportError`, and a URL no
+request can be sent to into :class:`~bitrix_openlines.errors.InvalidURLError` (bad input,
+never retried). Redirects are not followed: a renamed portal answers 302 and a followed
+POST would lose its body (PROTOCOL.md section 1), so a 3xx becomes
+:class:`~bitrix_openlines.errors.PortalMovedError` naming the new address.
 """
 
 from __future__ import annotations
@@ -18,10 +19,16 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import attrs
+from yarl import URL
 
 from bitrix_openlines._redact import redact
 from bitrix_openlines._version import __version__
-from bitrix_openlines.errors import PortalMovedError, RequestTimeoutError, TransportError
+from bitrix_openlines.errors import (
+    InvalidURLError,
+    PortalMovedError,
+    RequestTimeoutError,
+    TransportError,
+)
 
 __all__ = ["RawResponse", "Timeouts", "Transport"]
 
@@ -127,6 +134,7 @@ class Transport:
             TransportError: The connection failed or dropped.
             RequestTimeoutError: A timeout ran out.
             PortalMovedError: The portal answered with a redirect.
+            InvalidURLError: ``url`` is not a URL a request can be sent to (nothing sent).
         """
         body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
@@ -142,6 +150,14 @@ class Transport:
         self, verb: str, url: str, *, method: str | None, **kwargs: Any
     ) -> RawResponse:
         session = self._get_session()
+        try:
+            # Parsed here as aiohttp would, so that a bad URL is told apart from the
+            # network; aiohttp takes the parsed URL as it is.
+            target = URL(url)
+        except ValueError as exc:  # "host:99999", "https://[host/"
+            raise _invalid_url(redact(str(exc), self._secrets), method) from None
+        if target.scheme not in ("http", "https") or not target.host:
+            raise _invalid_url("not an http:// or https:// URL with a host", method)
         if "User-Agent" not in session.headers:
             # A borrowed session without its own User-Agent still names the SDK.
             headers = dict(kwargs.pop("headers", None) or {})
@@ -150,7 +166,7 @@ class Transport:
         started = time.perf_counter()
         try:
             async with session.request(
-                verb, url, allow_redirects=False, timeout=self._timeout, **kwargs
+                verb, target, allow_redirects=False, timeout=self._timeout, **kwargs
             ) as response:
                 if 300 <= response.status < 400:
                     raise _moved(response, method)
@@ -168,6 +184,10 @@ class Transport:
                 f"total {self._timeouts.total}s)",
                 method=method,
             ) from None
+        except aiohttp.InvalidURL as exc:
+            # No host, not http(s), ...: bad input, not a network failure (not retried).
+            reason = getattr(exc, "description", None)  # not str(exc): that is the URL
+            raise _invalid_url(reason and redact(reason, self._secrets), method) from None
         except aiohttp.ClientError as exc:
             # Build the text ourselves: aiohttp's may contain the URL, and so the secret
             # of a webhook; "from None" keeps that original out of tracebacks too.
@@ -182,6 +202,14 @@ class Transport:
             await self._session.close()
             # Give the SSL transports a moment to close (aiohttp's documented advice).
             await asyncio.sleep(0)
+
+
+def _invalid_url(reason: str | None, method: str | None) -> InvalidURLError:
+    # Never the URL itself: a webhook's path holds its secret code.
+    return InvalidURLError(
+        f"the URL is invalid{f' ({reason})' if reason else ''}; nothing was sent",
+        method=method,
+    )
 
 
 def _moved(response: aiohttp.ClientResponse, method: str | None) -> PortalMovedError:

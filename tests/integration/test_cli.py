@@ -84,6 +84,12 @@ def test_dialog_get_failures_and_exit_codes(
     err = capsys.readouterr().err
     assert "https" in err
     assert "s3cr3t" not in err
+    # An invalid port is bad input (exit 2, before any request), not a network error.
+    bad_port = "https://x.com:99999/rest/1/s3cr3t/"
+    assert main(["dialog", "get", "--chat-id", "1", "--webhook-url", bad_port]) == 2
+    err = capsys.readouterr().err
+    assert "invalid port" in err
+    assert "s3cr3t" not in err
 
 
 @pytest.mark.parametrize(
