@@ -27,7 +27,7 @@ import traceback
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import aiohttp
 import attrs
@@ -64,6 +64,25 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def _split_url(parameter: str, url: str) -> SplitResult:
+    """``urlsplit(url)``, refusing a host or port no request could be sent to.
+
+    The message names ``parameter`` and never quotes ``url`` (a webhook's path holds its
+    secret code): an invalid URL is bad input, not a network error to retry.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # "https://[portal/": an unbalanced bracket, a bad IPv6 address
+        raise ValueError(f"{parameter} is not a valid URL: its host cannot be parsed") from None
+    try:
+        port = parts.port  # raises for "host:99999" or "host:abc"
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ValueError(f"{parameter} has an invalid port: give a number from 1 to 65535")
+    return parts
 
 
 def _check_scheme(parameter: str, scheme: str, host: str, allow_http: bool) -> None:
@@ -167,7 +186,7 @@ class WebhookAuth(Auth):
     def __init__(self, url: str, *, allow_http: bool = False) -> None:
         if not isinstance(url, str):
             raise TypeError(f"url must be a str, got {type(url).__name__}")
-        parts = urlsplit(url.strip())
+        parts = _split_url("url", url.strip())
         host = parts.hostname or ""
         if not host:
             raise ValueError("url must be a full webhook URL like https://portal/rest/1/code/")
@@ -241,7 +260,7 @@ class OAuthTokens:
             value = getattr(self, name)
             if not isinstance(value, str) or not value:
                 raise ValueError(f"OAuthTokens.{name} must be a non-empty string")
-        parts = urlsplit(self.client_endpoint)
+        parts = _split_url("OAuthTokens.client_endpoint", self.client_endpoint)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(
                 "OAuthTokens.client_endpoint must be the portal's REST URL like "
@@ -413,7 +432,7 @@ async def _request_tokens(
 def _check_token_url(token_url: str, allow_http: bool) -> None:
     if not isinstance(token_url, str):
         raise TypeError(f"token_url must be a str, got {type(token_url).__name__}")
-    parts = urlsplit(token_url)
+    parts = _split_url("token_url", token_url)
     if not parts.hostname:
         raise ValueError(f"token_url must be a full URL, got {token_url!r}")
     _check_scheme("token_url", parts.scheme, parts.hostname, allow_http)
@@ -581,7 +600,7 @@ class OAuthAuth(Auth):
             ) from None
 
     def _check_endpoint(self, tokens: OAuthTokens) -> None:
-        endpoint = urlsplit(tokens.client_endpoint)
+        endpoint = _split_url("tokens.client_endpoint", tokens.client_endpoint)
         _check_scheme(
             "tokens.client_endpoint", endpoint.scheme, endpoint.hostname or "", self._allow_http
         )

@@ -5,7 +5,8 @@
 - ``dialog get-many --input FILE|- --output FILE|- [--resume]`` resolves many queries
   into JSON lines (see :mod:`bitrix_openlines._jobs` for the formats).
 - ``demo`` resolves thousands of dialogs against a built-in fake portal at the
-  documented limits and prints a summary.
+  documented limits and prints a summary; the unknown and forbidden dialogs it mixes in
+  on purpose are said to be so, and any other failure is reported as unexpected.
 - ``fake-portal`` runs the fake portal on a port for manual tests.
 
 Credentials come from flags or the environment and are never echoed:
@@ -30,13 +31,16 @@ import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import FrameType
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from bitrix_openlines._cli_args import port, positive_float, positive_int
 from bitrix_openlines._cli_dialog import add_auth_arguments, run_get, run_get_many
 from bitrix_openlines._version import __version__
+
+if TYPE_CHECKING:
+    from bitrix_openlines.batch import DialogOutcome
 
 __all__ = ["main"]
 
@@ -91,7 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="resolve thousands of dialogs against a built-in fake portal",
         description=(
             "Start a fake portal with the documented limits, resolve dialogs through the "
-            "public client with get_dialogs, and print a summary."
+            "public client with get_dialogs, and print a summary. About 2% of the queries "
+            "fail on purpose (unknown and forbidden dialogs: ACCESS_ERROR) and the summary "
+            "says so; any other failure is reported as unexpected (exit code 1)."
         ),
     )
     demo.add_argument("--dialogs", type=positive_int, default=5000, help="queries (default 5000)")
@@ -216,13 +222,14 @@ async def _demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     ) as portal:
         dialogs = portal.dialogs
         queries: list[dict[str, Any]] = []
-        expected_failures = 0
+        # The failures mixed in on purpose, by query index: "unknown" or "forbidden".
+        planted: dict[int, str] = {}
         for _ in range(args.dialogs):
             roll = rng.random()
             dialog = rng.choice(dialogs)
             if roll < 0.01:
-                queries.append({"chat_id": 10_000_000 + rng.randrange(10**6)})  # unknown
-                expected_failures += 1
+                planted[len(queries)] = "unknown"
+                queries.append({"chat_id": 10_000_000 + rng.randrange(10**6)})
                 continue
             kind = rng.choice(("chat_id", "dialog_id", "session_id", "user_code"))
             value: Any = {
@@ -231,8 +238,9 @@ async def _demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 "session_id": dialog.session_id,
                 "user_code": dialog.user_code,
             }[kind]
+            if dialog.forbidden:
+                planted[len(queries)] = "forbidden"
             queries.append({kind: value})
-            expected_failures += int(dialog.forbidden)
         limit = RateLimit(requests_per_second=args.rate, burst=args.burst)
         unique = len({tuple(q.items()) for q in queries})
         batches = math.ceil(unique / 50)
@@ -247,13 +255,13 @@ async def _demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         elapsed = time.perf_counter() - started
         stats = portal.stats
     ok = sum(1 for o in outcomes if o.ok)
-    errors = Counter(o.error.code or type(o.error).__name__ for o in outcomes if o.error)
+    failures, unexpected = _demo_failures(outcomes, planted)
     minimum = limit.minimum_seconds(batches)
     rejected = stats.rejections.get("QUERY_LIMIT_EXCEEDED", 0)
     out.write(
         "\nsummary\n"
         f"  dialogs           {len(outcomes)} ({ok} ok, {len(outcomes) - ok} failed: "
-        f"{', '.join(f'{c} {n}' for c, n in errors.most_common()) or 'none'})\n"
+        f"{failures})\n"
         f"  batch requests    {stats.by_method.get('batch', 0)} for {batches} batches "
         f"of <= 50 unique queries\n"
         f"  seconds           {elapsed:.2f}\n"
@@ -262,13 +270,45 @@ async def _demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         f"  server rejections {rejected} (QUERY_LIMIT_EXCEEDED)\n"
     )
     in_order = [o.index for o in outcomes] == list(range(len(queries)))
-    if len(outcomes) != len(queries) or not in_order or len(outcomes) - ok != expected_failures:
-        err.write(
-            f"unexpected: {len(outcomes)} outcomes for {len(queries)} queries, "
-            f"{len(outcomes) - ok} failed where {expected_failures} should\n"
-        )
-        return 1
-    return 0
+    if len(outcomes) != len(queries) or not in_order:
+        unexpected.insert(0, f"{len(outcomes)} outcomes for {len(queries)} queries")
+    for problem in unexpected:
+        err.write(f"unexpected: {problem}\n")
+    return 1 if unexpected else 0
+
+
+def _demo_failures(
+    outcomes: Sequence[DialogOutcome], planted: Mapping[int, str]
+) -> tuple[str, list[str]]:
+    """Describe the demo's failures; return the text and what was not as planted.
+
+    ``planted`` maps the index of each query the demo made fail on purpose to why
+    (``"unknown"`` or ``"forbidden"``); each must fail with ``ACCESS_ERROR`` and nothing
+    else may fail, so that a real failure still shows as one.
+    """
+    failed = {o.index: o.error for o in outcomes if o.error is not None}
+    as_planted = {i for i, e in failed.items() if i in planted and e.code == "ACCESS_ERROR"}
+    others = Counter(e.code or type(e).__name__ for i, e in failed.items() if i not in as_planted)
+    listed = ", ".join(f"{n} {code}" for code, n in others.most_common())
+    missed = sorted(set(planted) - set(failed))
+    unexpected: list[str] = []
+    if others:
+        unexpected.append(f"{others.total()} failed other than planted: {listed}")
+    if missed:
+        unexpected.append(f"{len(missed)} planted queries did not fail (indexes {missed[:5]})")
+    kinds = Counter(planted[i] for i in as_planted)
+    on_purpose = (
+        f"the {kinds['unknown']} unknown and {kinds['forbidden']} forbidden dialogs "
+        "the demo mixes in on purpose"
+    )
+    if not failed:
+        return "none", unexpected
+    if not others:
+        return f"ACCESS_ERROR ({on_purpose})", unexpected
+    text = f"{listed}, not planted"
+    if as_planted:
+        text = f"{len(as_planted)} ACCESS_ERROR ({on_purpose}); {text}"
+    return text, unexpected
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -19,6 +19,7 @@ Every exception the SDK raises on purpose derives from :class:`OpenLinesError`::
     │   ├── RequestTimeoutError       the connect or total timeout ran out
     │   └── PortalMovedError          the portal answered 302: it was renamed
     ├── DecodeError                   an answer that is not the JSON we expect (an HTML page)
+    ├── InvalidURLError               (a ValueError) a URL no request can be sent to; never retried
     ├── InvalidQueryError             a malformed query of a batch job (a ValueError too)
     ├── EventError                    an incoming event POST that cannot be parsed (a ValueError)
     │   └── EventVerificationError    its auth[application_token] is missing or wrong
@@ -52,6 +53,7 @@ __all__ = [
     "EventVerificationError",
     "InvalidArgumentError",
     "InvalidQueryError",
+    "InvalidURLError",
     "LockLostError",
     "MethodNotFoundError",
     "OpenLinesError",
@@ -255,6 +257,16 @@ class DecodeError(OpenLinesError):
     ) -> None:
         self.excerpt = excerpt
         super().__init__(description, code=code, status=status, method=method)
+
+
+class InvalidURLError(OpenLinesError, ValueError):
+    """A request could not be sent because its URL is invalid (a port past 65535, no host).
+
+    Bad input, not a network failure: it is never retried, and it is a ``ValueError`` too,
+    like the error ``WebhookAuth``/``OAuthAuth`` raise when they are given such a URL. The
+    auth objects refuse those up front; this one comes from URLs that got past them (a
+    custom :class:`~bitrix_openlines.auth.Auth`, say). Its text never quotes the URL.
+    """
 
 
 class EventError(OpenLinesError, ValueError):

@@ -11,7 +11,7 @@
 - 5xx answers, a body that is not JSON, dropped connections and timeouts are retried
   only for idempotent methods (a non-idempotent call may have happened).
 - Everything else -- ``OVERLOAD_LIMIT``, auth and access errors, bad arguments, a moved
-  portal -- is final.
+  portal, an invalid URL (``InvalidURLError``) -- is final.
 
 Waits grow exponentially with full jitter (``uniform(0, min(cap, base * 2**n))``), bounded
 by ``max_attempts`` and by an overall ``deadline`` per call. :func:`retrying` hands

@@ -1,13 +1,14 @@
 """The HTTP edge: owns or borrows one ``aiohttp.ClientSession``; posts bytes, returns bytes.
 
 It knows nothing of Bitrix24 and holds no secret: it returns the status, the raw body and
-its content type (:class:`~bitrix_openlines.wire.RawResponse`), and turns network failures
-into :class:`~bitrix_openlines.errors.TransportError`. Its error texts are built from the
-failure's kind and the host alone, never from the URL (which, for a webhook, holds the
-secret code) nor from aiohttp's own text (which may quote the URL). Redirects are not
-followed: a renamed portal answers 302 and a followed POST would lose its body
-(PROTOCOL.md section 1), so a 3xx becomes :class:`~bitrix_openlines.errors.PortalMovedError`
-naming the new address.
+its content type (:class:`~bitrix_openlines.wire.RawResponse`), turns network failures
+into :class:`~bitrix_openlines.errors.TransportError`, and a URL no request can be sent
+to into :class:`~bitrix_openlines.errors.InvalidURLError` (bad input, never retried). Its
+error texts are built from the failure's kind and the host alone, never from the URL
+(which, for a webhook, holds the secret code) nor from aiohttp's own text (which may
+quote the URL). Redirects are not followed: a renamed portal answers 302 and a followed
+POST would lose its body (PROTOCOL.md section 1), so a 3xx becomes
+:class:`~bitrix_openlines.errors.PortalMovedError` naming the new address.
 """
 
 from __future__ import annotations
@@ -20,9 +21,15 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import attrs
+from yarl import URL
 
 from bitrix_openlines._version import __version__
-from bitrix_openlines.errors import PortalMovedError, RequestTimeoutError, TransportError
+from bitrix_openlines.errors import (
+    InvalidURLError,
+    PortalMovedError,
+    RequestTimeoutError,
+    TransportError,
+)
 from bitrix_openlines.wire import RawResponse
 
 __all__ = ["Timeouts", "Transport"]
@@ -107,6 +114,7 @@ class Transport:
             TransportError: The connection failed or dropped.
             RequestTimeoutError: A timeout ran out.
             PortalMovedError: The portal answered with a redirect.
+            InvalidURLError: ``url`` is not a URL a request can be sent to (nothing sent).
         """
         return await self._request("POST", url, method=method, data=body, headers=_JSON)
 
@@ -120,6 +128,15 @@ class Transport:
         self, verb: str, url: str, *, method: str | None, **kwargs: Any
     ) -> RawResponse:
         session = self._get_session()
+        try:
+            # Parsed here as aiohttp would, so that a bad URL is told apart from the
+            # network; aiohttp takes the parsed URL as it is.
+            target = URL(url)
+        except ValueError:  # "host:99999", "https://[host/"
+            # Not yarl's text: it may quote a part of the URL.
+            raise _invalid_url("it cannot be parsed: a bad port or host", method) from None
+        if target.scheme not in ("http", "https") or not target.host:
+            raise _invalid_url("not an http:// or https:// URL with a host", method)
         if "User-Agent" not in session.headers:
             # A borrowed session without its own User-Agent still names the SDK.
             headers = dict(kwargs.pop("headers", None) or {})
@@ -127,7 +144,7 @@ class Transport:
             kwargs["headers"] = headers
         try:
             async with session.request(
-                verb, url, allow_redirects=False, timeout=self._timeout, **kwargs
+                verb, target, allow_redirects=False, timeout=self._timeout, **kwargs
             ) as response:
                 if 300 <= response.status < 400:
                     raise _moved(response, method)
@@ -139,6 +156,10 @@ class Transport:
                 f"total {self._timeouts.total}s)",
                 method=method,
             ) from None
+        except aiohttp.InvalidURL as exc:
+            # No host, not http(s), ...: bad input, not a network failure (not retried).
+            # Its description, not its text: that is the URL.
+            raise _invalid_url(getattr(exc, "description", None), method) from None
         except aiohttp.ClientError as exc:
             # The text is ours: aiohttp's may contain the URL, and so the secret of a
             # webhook; "from None" keeps that original out of tracebacks too.
@@ -173,6 +194,14 @@ def _describe(exc: aiohttp.ClientError) -> str:
 def _os_reason(error: OSError) -> str:
     # The system's text for the error number; the exception's own text may quote the URL.
     return os.strerror(error.errno) if isinstance(error.errno, int) else "a network error"
+
+
+def _invalid_url(reason: str | None, method: str | None) -> InvalidURLError:
+    # Never the URL itself: a webhook's path holds its secret code.
+    return InvalidURLError(
+        f"the URL is invalid{f' ({reason})' if reason else ''}; nothing was sent",
+        method=method,
+    )
 
 
 def _moved(response: aiohttp.ClientResponse, method: str | None) -> PortalMovedError:

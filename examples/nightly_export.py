@@ -12,6 +12,9 @@ Run it:
 * with ``BITRIX24_WEBHOOK_URL`` set, against that portal::
 
     python examples/nightly_export.py --first 1 --last 5000 --output dialogs.jsonl
+
+Either way the file is ``--output``, by default ``dialogs-export.jsonl`` in the current
+folder (replaced if it exists); its full path is printed at the end.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime
@@ -89,7 +91,7 @@ def run(client: SyncOpenLinesClient, chat_ids: range, output: Path) -> None:
         exported, failed = export(client, chat_ids, out)
     partial.replace(output)
     print(
-        f"exported {exported} dialogs, {failed} failed, to {output} "
+        f"exported {exported} dialogs, {failed} failed, to {output.resolve()} "
         f"in {time.monotonic() - started:.1f}s"
     )
 
@@ -99,28 +101,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--first", type=int, default=1, help="first chat id (default 1)")
     parser.add_argument("--last", type=int, default=250, help="last chat id (default 250)")
-    parser.add_argument("--output", type=Path, help="the JSON lines file to write")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=Path("dialogs-export.jsonl"),
+        help="the JSON lines file to write (default: dialogs-export.jsonl in the current folder)",
+    )
     args = parser.parse_args(argv)
     chat_ids = range(args.first, args.last + 1)
+    output: Path = args.output
     webhook_url = os.environ.get("BITRIX24_WEBHOOK_URL")
     if webhook_url:
-        output = args.output or Path("dialogs.jsonl")
         with SyncOpenLinesClient(WebhookAuth(webhook_url)) as client:
             run(client, chat_ids, output)
         return 0
     print("BITRIX24_WEBHOOK_URL is not set: exporting from a fake portal")
-    with tempfile.TemporaryDirectory() as folder:
-        output = args.output or Path(folder) / "dialogs.jsonl"
-        with (
-            ThreadedFakePortal(dialogs=240, forbidden=[7, 70, 170]) as portal,
-            SyncOpenLinesClient(WebhookAuth(portal.webhook_url)) as client,
-        ):
-            run(client, chat_ids, output)
-            print(f"the portal answered {portal.stats.by_method['batch']} batch calls")
-        with output.open(encoding="utf-8") as lines:
-            first = json.loads(next(lines))
-        shown = first["dialog"]["name"] if first["ok"] else first["error"]["code"]
-        print(f"first line: chat {first['chat_id']}: {shown!r}")
+    with (
+        ThreadedFakePortal(dialogs=240, forbidden=[7, 70, 170]) as portal,
+        SyncOpenLinesClient(WebhookAuth(portal.webhook_url)) as client,
+    ):
+        run(client, chat_ids, output)
+        print(f"the portal answered {portal.stats.by_method['batch']} batch calls")
+    with output.open(encoding="utf-8") as lines:
+        first = json.loads(next(lines))
+    shown = first["dialog"]["name"] if first["ok"] else first["error"]["code"]
+    print(f"first line: chat {first['chat_id']}: {shown!r}")
     return 0
 
 

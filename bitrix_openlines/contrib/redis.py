@@ -30,8 +30,17 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
+try:
+    from redis.asyncio import Redis
+    from redis.exceptions import RedisError
+except ModuleNotFoundError as exc:
+    if (exc.name or "").partition(".")[0] != "redis":
+        raise
+    raise ModuleNotFoundError(
+        "bitrix_openlines.contrib.redis needs the redis package, an optional extra: "
+        'pip install "bitrix-openlines[redis]"',
+        name=exc.name,
+    ) from None
 
 from bitrix_openlines.auth import OAuthTokens, TokenStore
 from bitrix_openlines.errors import LockLostError, RedisUnavailableError

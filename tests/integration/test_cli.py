@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from bitrix_openlines.cli import main
+from bitrix_openlines.batch import DialogOutcome
+from bitrix_openlines.cli import _demo_failures, main
+from bitrix_openlines.errors import AccessError, OpenLinesError, TransportError
 from bitrix_openlines.testing import ThreadedFakePortal
 
 pytestmark = pytest.mark.integration
@@ -81,6 +83,12 @@ def test_dialog_get_failures_and_exit_codes(
     )
     err = capsys.readouterr().err
     assert "https" in err
+    assert "s3cr3t" not in err
+    # An invalid port is bad input (exit 2, before any request), not a network error.
+    bad_port = "https://x.com:99999/rest/1/s3cr3t/"
+    assert main(["dialog", "get", "--chat-id", "1", "--webhook-url", bad_port]) == 2
+    err = capsys.readouterr().err
+    assert "invalid port" in err
     assert "s3cr3t" not in err
 
 
@@ -203,3 +211,56 @@ def test_a_killed_job_resumes_without_loss_or_duplicates(tmp_path: Path, how: in
         assert "already done" in err
     lines = sorted(int(r["line"]) for r in _records(output))  # type: ignore[call-overload]
     assert lines == list(range(1, queries + 1))
+
+
+# -- the demo ----------------------------------------------------------------------------
+
+
+def test_demo_says_its_failures_are_planted(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["demo", "--dialogs", "600", "--rate", "1000", "--burst", "1000", "--seed", "3"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    (line,) = [x for x in captured.out.splitlines() if x.strip().startswith("dialogs")]
+    assert "failed: ACCESS_ERROR (the " in line
+    assert "dialogs the demo mixes in on purpose)" in line
+    assert "unexpected" not in captured.err
+
+
+def _outcome(index: int, error: OpenLinesError | None = None) -> DialogOutcome:
+    return DialogOutcome(index=index, query={"chat_id": index}, request=None, error=error)
+
+
+def _access_error() -> AccessError:
+    return AccessError(code="ACCESS_ERROR", status=400)
+
+
+def test_demo_failures_as_planted() -> None:
+    planted = {1: "unknown", 3: "forbidden", 4: "forbidden"}
+    outcomes = [_outcome(i, _access_error() if i in planted else None) for i in range(6)]
+    text, unexpected = _demo_failures(outcomes, planted)
+    assert text == (
+        "ACCESS_ERROR (the 1 unknown and 2 forbidden dialogs the demo mixes in on purpose)"
+    )
+    assert unexpected == []
+    assert _demo_failures([_outcome(0)], {}) == ("none", [])
+
+
+def test_demo_failures_not_planted_are_shown_as_such() -> None:
+    planted = {1: "unknown", 3: "forbidden"}
+    outcomes = [
+        _outcome(0, TransportError("reset")),  # a real failure
+        _outcome(1, _access_error()),
+        _outcome(2, _access_error()),  # an ACCESS_ERROR the demo did not plant
+        _outcome(3),  # planted, yet it succeeded
+    ]
+    text, unexpected = _demo_failures(outcomes, planted)
+    assert text.startswith("1 ACCESS_ERROR (the 1 unknown and 0 forbidden dialogs")
+    assert text.endswith("; 1 TransportError, 1 ACCESS_ERROR, not planted")
+    assert unexpected == [
+        "2 failed other than planted: 1 TransportError, 1 ACCESS_ERROR",
+        "1 planted queries did not fail (indexes [3])",
+    ]
+    # A planted query failing with another code is not as planted either.
+    text, unexpected = _demo_failures([_outcome(0, TransportError("reset"))], {0: "unknown"})
+    assert text == "1 TransportError, not planted"
+    assert unexpected == ["1 failed other than planted: 1 TransportError"]

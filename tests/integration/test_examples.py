@@ -24,12 +24,14 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
-def run_example(name: str, *args: str) -> str:
-    """Run ``examples/<name>.py`` as a script with no portal configured; return stdout."""
+def run_example(name: str, *args: str, cwd: Path) -> str:
+    """Run ``examples/<name>.py`` as a script in ``cwd`` (a test's tmp_path, so nothing
+    lands in the repository) with no portal configured; return stdout."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("BITRIX24_")}
     done = subprocess.run(
         [sys.executable, str(EXAMPLES / f"{name}.py"), *args],
         env=env,
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=120,
@@ -57,8 +59,8 @@ def test_every_example_has_a_main() -> None:
         assert 'if __name__ == "__main__":' in text, path.name
 
 
-def test_webapp_script() -> None:
-    out = run_example("webapp")
+def test_webapp_script(tmp_path: Path) -> None:
+    out = run_example("webapp", cwd=tmp_path)
     assert "ONAPPINSTALL -> HTTP 200" in out
     assert "ONOPENLINEMESSAGEADD -> HTTP 200" in out
     assert "forged ONOPENLINEMESSAGEADD -> HTTP 403" in out
@@ -66,8 +68,8 @@ def test_webapp_script() -> None:
     assert "installed on http://127.0.0.1:" in out
 
 
-def test_bot_script() -> None:
-    out = run_example("bot")
+def test_bot_script(tmp_path: Path) -> None:
+    out = run_example("bot", cwd=tmp_path)
     assert out.count("-> HTTP 200") == 3
     assert "-> HTTP 403" in out
     assert "chat 1: " in out
@@ -80,14 +82,28 @@ def test_bot_script() -> None:
 
 
 def test_nightly_export_script(tmp_path: Path) -> None:
-    output = tmp_path / "dialogs.jsonl"
-    out = run_example("nightly_export", "--first", "1", "--last", "250", "--output", str(output))
+    output = tmp_path / "out" / "dialogs.jsonl"
+    output.parent.mkdir()
+    out = run_example(
+        "nightly_export", "--first", "1", "--last", "250", "--output", str(output), cwd=tmp_path
+    )
     # 240 dialogs, 3 forbidden, 10 unknown ids.
     assert "exported 237 dialogs, 13 failed" in out
+    assert f"to {output.resolve()} " in out
     assert "the portal answered 5 batch calls" in out
     lines = output.read_text(encoding="utf-8").splitlines()
     assert len(lines) == 250
-    assert not (tmp_path / "dialogs.jsonl.partial").exists()
+    assert not (output.parent / "dialogs.jsonl.partial").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_nightly_export_writes_to_the_current_folder_by_default(tmp_path: Path) -> None:
+    # The printed path is one the user can open after the script exits.
+    out = run_example("nightly_export", "--last", "60", cwd=tmp_path)
+    output = tmp_path / "dialogs-export.jsonl"
+    assert f"to {output.resolve()} " in out
+    assert len(output.read_text(encoding="utf-8").splitlines()) == 60
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dialogs-export.jsonl"]
 
 
 # -- the web app, end to end, over real HTTP --------------------------------------------

@@ -650,6 +650,10 @@ async def test_dialog_properties_survive_numbers_too_long_to_convert(field: str)
         pytest.param({"expires_in": 10**400}, id="401-digit-expires_in"),
         pytest.param({"client_endpoint": "http://evil.example/rest/"}, id="plain-http-endpoint"),
         pytest.param({"client_endpoint": "http://[::1/rest/"}, id="unparsable-endpoint"),
+        pytest.param(
+            {"client_endpoint": "https://portal.bitrix24.com:99999/rest/"},
+            id="out-of-range-port-endpoint",
+        ),
     ],
 )
 async def test_odd_refresh_answers_give_documented_errors(answer: dict[str, Any]) -> None:

@@ -124,6 +124,13 @@ def test_webhook_http_public_host_refused_unless_allowed() -> None:
         (f"{PORTAL}/rest/1/{WEBHOOK_CODE}/#top", "fragment"),
         (f"{PORTAL}/rest/1/{WEBHOOK_CODE}!x/", "letters/digits"),
         ("", "full webhook URL"),
+        # Not a network error to retry later: refused up front, the code never quoted.
+        (f"{PORTAL}:99999/rest/1/{WEBHOOK_CODE}/", "url has an invalid port"),
+        (f"{PORTAL}:65536/rest/1/{WEBHOOK_CODE}/", "url has an invalid port"),
+        (f"{PORTAL}:0/rest/1/{WEBHOOK_CODE}/", "url has an invalid port"),
+        (f"{PORTAL}:https/rest/1/{WEBHOOK_CODE}/", "url has an invalid port"),
+        (f"https://[portal.bitrix24.com/rest/1/{WEBHOOK_CODE}/", "url is not a valid URL"),
+        (f"https://[::1:99999/rest/1/{WEBHOOK_CODE}/", "url is not a valid URL"),
     ],
 )
 def test_webhook_refuses_and_hides_the_code(url: str, text: str) -> None:
@@ -207,6 +214,11 @@ def test_tokens_from_response_names_the_missing_key(docs_examples: Path, missing
         ({"refresh_token": ""}, "refresh_token"),
         ({"client_endpoint": ""}, "client_endpoint"),
         ({"client_endpoint": "portal.bitrix24.com/rest/"}, "client_endpoint"),
+        (
+            {"client_endpoint": "https://portal.bitrix24.com:70000/rest/"},
+            "OAuthTokens.client_endpoint has an invalid port",
+        ),
+        ({"client_endpoint": "https://[portal/rest/"}, "OAuthTokens.client_endpoint is not"),
     ],
 )
 def test_tokens_validation(kwargs: dict[str, Any], text: str) -> None:
@@ -262,6 +274,12 @@ def test_oauth_repr_hides_secrets() -> None:
         ({"token_url": "oauth.bitrix.info/oauth/token/"}, ValueError, "token_url"),
         ({"token_url": "http://oauth.bitrix.info/oauth/token/"}, ValueError, "token_url"),
         (
+            {"token_url": "https://oauth.bitrix.info:99999/oauth/token/"},
+            ValueError,
+            "token_url has an invalid port",
+        ),
+        ({"token_url": "https://[oauth/oauth/token/"}, ValueError, "token_url is not a valid"),
+        (
             {
                 "tokens": OAuthTokens(
                     access_token=OLD_ACCESS,
@@ -284,6 +302,7 @@ def test_oauth_validation(kwargs: dict[str, Any], error: type[Exception], text: 
     with pytest.raises(error, match=text) as caught:
         OAuthAuth(**values)
     assert CLIENT_SECRET not in str(caught.value)
+    assert CLIENT_SECRET not in repr(caught.value)
 
 
 def test_oauth_http_allowed_for_loopback_and_with_allow_http() -> None:

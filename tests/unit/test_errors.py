@@ -17,6 +17,7 @@ from bitrix_openlines.errors import (
     BatchError,
     DecodeError,
     InvalidArgumentError,
+    InvalidURLError,
     MethodNotFoundError,
     OpenLinesError,
     OperationTimeLimitError,
@@ -239,6 +240,7 @@ def _pickled(error: OpenLinesError) -> OpenLinesError:
         PortalMovedError("moved", status=302, method="m", new_address="https://new.example"),
         DecodeError("html", status=502, method="m", excerpt="<html>"),
         RequestTimeoutError("slow", method="m"),
+        InvalidURLError("the URL is invalid", method="m"),
         TokenExpiredError("expired", code="expired_token", status=401, method="m"),
     ],
     ids=lambda e: type(e).__name__,
@@ -265,6 +267,10 @@ def test_tree() -> None:
     for cls in (ApiError, TransportError, DecodeError):
         assert issubclass(cls, OpenLinesError)
     assert not issubclass(DecodeError, ApiError)
+    # Bad input, not a network failure: a ValueError, and not a TransportError (retried).
+    assert issubclass(InvalidURLError, OpenLinesError)
+    assert issubclass(InvalidURLError, ValueError)
+    assert not issubclass(InvalidURLError, TransportError)
 
 
 # -- every code through the client -------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,9 @@ from yarl import URL as URL_OBJ
 
 from bitrix_openlines import RetryPolicy, Timeouts, __version__
 from bitrix_openlines._redact import Redactor
+from bitrix_openlines.auth import Auth, Credentials
 from bitrix_openlines.errors import (
+    InvalidURLError,
     PortalMovedError,
     RequestTimeoutError,
     TransportError,
@@ -131,6 +134,92 @@ async def test_network_errors_become_transport_error(exception: Exception) -> No
     assert type(exception).__name__ in str(error)
     assert error.__cause__ is None
     assert error.__suppress_context__ is True
+
+
+# -- invalid URLs: bad input, sent once, never retried -----------------------------------
+
+# URLs no request can be sent to: yarl refuses the first two, aiohttp the last one.
+BAD_URLS = [
+    f"https://portal.bitrix24.com:99999/rest/1/{WEBHOOK_CODE}/",
+    f"https://[portal.bitrix24.com/rest/1/{WEBHOOK_CODE}/",
+    f"ftp://portal.bitrix24.com/rest/1/{WEBHOOK_CODE}/",
+]
+
+
+class BadURLAuth(Auth):
+    """Credentials whose URL gets past every check (a custom ``Auth``); counts attempts."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.prepared = 0
+        self.redactor = Redactor((WEBHOOK_CODE,))
+
+    @property
+    def portal(self) -> str:
+        return "https://portal.bitrix24.com"
+
+    async def credentials(self) -> Credentials:
+        self.prepared += 1
+        return Credentials(base=self.base)
+
+
+@pytest.mark.parametrize("base", BAD_URLS)
+async def test_invalid_url_is_attempted_once_and_not_retried(base: str) -> None:
+    auth = BadURLAuth(base)
+    # A real session (nothing mocked): the URL is refused before any connection.
+    async with make_client(auth, retry=RetryPolicy.no_wait(max_attempts=5)) as client:
+        with pytest.raises(InvalidURLError) as caught:
+            await client.get_dialog(chat_id=13)  # idempotent: a network error is retried
+    assert auth.prepared == 1
+    error = caught.value
+    assert isinstance(error, ValueError)
+    assert not isinstance(error, TransportError)
+    assert error.method == DIALOG_GET
+    assert error.status is None
+    assert "invalid" in str(error)
+    # Not in the text, the repr, nor a chained original quoting the URL.
+    for text in (str(error), repr(error), "".join(traceback.format_exception(error))):
+        assert WEBHOOK_CODE not in text
+    assert RetryPolicy().reason(error, idempotent=True) is None
+
+
+@pytest.mark.parametrize("base", BAD_URLS)
+async def test_transport_refuses_an_invalid_url_without_the_secrets_known(base: str) -> None:
+    transport = Transport()
+    try:
+        with pytest.raises(InvalidURLError) as caught:
+            await transport.post(f"{base}{DIALOG_GET}.json", b"{}", method=DIALOG_GET)
+        with pytest.raises(InvalidURLError):
+            await transport.get(f"{base}x", {"a": "1"}, method="oauth.token")
+    finally:
+        await transport.close()
+    assert WEBHOOK_CODE not in str(caught.value)
+    assert WEBHOOK_CODE not in repr(caught.value)
+
+
+async def test_aiohttp_invalid_url_is_not_a_transport_error() -> None:
+    # aiohttp's own refusal (an InvalidURL is a ClientError too): not retried, and its
+    # text, which is the URL, is not quoted.
+    with aioresponses() as mocked:
+        mocked.post(URL, exception=aiohttp.InvalidURL(URL, "bad host"), repeat=True)
+        async with make_client() as client:
+            with pytest.raises(InvalidURLError) as caught:
+                await client.get_dialog(chat_id=13)
+        assert len(recorded(mocked, "POST", URL)) == 1
+    assert "bad host" in str(caught.value)
+    assert WEBHOOK_CODE not in str(caught.value)
+    assert WEBHOOK_CODE not in repr(caught.value)
+
+
+async def test_invalid_url_under_a_mocked_session_is_not_retried() -> None:
+    # aioresponses parses the URL itself (a bare ValueError from yarl); still not retried.
+    auth = BadURLAuth(BAD_URLS[0])
+    with aioresponses() as mocked:
+        async with make_client(auth) as client:
+            with pytest.raises(InvalidURLError):
+                await client.get_dialog(chat_id=13)
+        assert not mocked.requests
+    assert auth.prepared == 1
 
 
 @pytest.mark.parametrize(
