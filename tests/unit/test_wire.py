@@ -1,0 +1,134 @@
+"""The wire module as tables: one encoding of values for single calls and batch commands."""
+
+from __future__ import annotations
+
+import enum
+import json
+from typing import Any
+
+import pytest
+
+from bitrix_openlines import UserCode
+from bitrix_openlines.wire import (
+    batch_command,
+    http_build_query,
+    json_body,
+    parse_form,
+    to_wire,
+)
+
+
+class Chat(int, enum.Enum):
+    SUPPORT = 5
+
+
+class Flag(enum.Enum):
+    ON = "Y"
+
+
+@pytest.mark.parametrize(
+    ("value", "wire"),
+    [
+        (13, "13"),
+        (-2, "-2"),
+        (2**63 - 1, "9223372036854775807"),
+        (1.5, "1.5"),
+        (1e20, "1e+20"),
+        ("text", "text"),
+        ("", ""),
+        (True, "1"),
+        (False, "0"),
+        (Chat.SUPPORT, "5"),
+        (Flag.ON, "Y"),
+        (UserCode("livechat", 1, "1373", "211"), "livechat|1|1373|211"),
+        ([1, "a", True], ["1", "a", "1"]),
+        ((1, 2), ["1", "2"]),
+        ({"a": 1, "b": [False]}, {"a": "1", "b": ["0"]}),
+        ({">=ID": 5}, {">=ID": "5"}),
+    ],
+    ids=repr,
+)
+def test_to_wire_values(value: Any, wire: Any) -> None:
+    assert to_wire({"X": value}) == {"X": wire}
+
+
+@pytest.mark.parametrize("empty", [None, [], (), {}, {"a": None}, [None], {"a": []}])
+def test_none_and_empty_containers_are_not_sent(empty: Any) -> None:
+    # PHP's http_build_query sends nothing for them, so neither does a single call.
+    assert to_wire({"X": empty, "Y": 1}) == {"Y": "1"}
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"MESSAGE": "a\ud800b"}, "parameter MESSAGE cannot be sent"),
+        ({"FIELDS": {"TITLE": "\udfff"}}, "parameter FIELDS[TITLE] cannot be sent"),
+        ({"IDS": [1, float("nan")]}, "parameter IDS[1] must be a finite number"),
+        ({"X": float("inf")}, "parameter X must be a finite number"),
+    ],
+)
+def test_unsendable_values_name_the_parameter(params: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        to_wire(params)
+
+
+def test_bytes_are_refused_naming_the_parameter() -> None:
+    with pytest.raises(TypeError, match="parameter BODY must be text"):
+        to_wire({"BODY": b"x"})
+
+
+def test_to_wire_needs_a_mapping() -> None:
+    with pytest.raises(TypeError, match="params must be a mapping"):
+        to_wire([("a", 1)])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("params", "query"),
+    [
+        ({"CHAT_ID": 13}, "CHAT_ID=13"),
+        ({"USER_CODE": "livechat|1|1373|211"}, "USER_CODE=livechat%7C1%7C1373%7C211"),
+        ({"A": "x y&z=1"}, "A=x+y%26z%3D1"),
+        ({"FILTER": {">=ID": 5}}, "FILTER[%3E%3DID]=5"),
+        ({"ID": [1, 2]}, "ID[0]=1&ID[1]=2"),
+        ({"F": {"a": {"b": True}}}, "F[a][b]=1"),
+        (
+            {"T": "Здравствуйте"},
+            "T=%D0%97%D0%B4%D1%80%D0%B0%D0%B2%D1%81%D1%82%D0%B2%D1%83%D0%B9%D1%82%D0%B5",
+        ),
+    ],
+)
+def test_http_build_query(params: dict[str, Any], query: str) -> None:
+    assert http_build_query(to_wire(params)) == query
+
+
+def test_batch_command_without_parameters_is_the_method_alone() -> None:
+    assert batch_command("server.time", {}) == "server.time"
+    assert batch_command("imopenlines.dialog.get", to_wire({"CHAT_ID": 5})) == (
+        "imopenlines.dialog.get?CHAT_ID=5"
+    )
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"CHAT_ID": Chat.SUPPORT},
+        {"A": True, "B": False, "C": 1.5, "D": "x y"},
+        {"FIELDS": {"TITLE": "t", "IDS": [1, 2, 3], "NESTED": {"K": "v&w"}}},
+        {"T": "Здравствуйте", "U": UserCode("telegrambot", 2, "chat|x", "7")},
+    ],
+    ids=repr,
+)
+def test_the_json_body_and_the_batch_command_carry_the_same_array(params: dict[str, Any]) -> None:
+    wire = to_wire(params)
+    from_json = json.loads(json_body(wire))
+    from_query = parse_form(http_build_query(wire))
+
+    def php_array(value: Any) -> Any:
+        # parse_str gives lists as arrays keyed "0", "1"...; JSON as lists.
+        if isinstance(value, list):
+            return {str(i): php_array(v) for i, v in enumerate(value)}
+        if isinstance(value, dict):
+            return {k: php_array(v) for k, v in value.items()}
+        return value
+
+    assert php_array(from_json) == php_array(from_query)
