@@ -31,7 +31,7 @@ class Line(enum.IntEnum):
     SALES = 7
 
 
-class Prefix(str, enum.Enum):
+class Prefix(str, enum.Enum):  # noqa: UP042 - a mixin on purpose: str() is not its value
     CHAT9 = "chat9"
 
 
@@ -82,7 +82,8 @@ async def test_alone_and_in_a_batch_the_same(
 ) -> None:
     method = _AnyDialogGet(**params)
     try:
-        alone = _outcome(await client(method), None)
+        dialog: Dialog = await client(method)
+        alone = _outcome(dialog, None)
     except OpenLinesError as error:
         alone = _outcome(None, error)
     (outcome,) = await client.batch([method])
