@@ -342,7 +342,8 @@ class BatchJob:
             # than wait past it; the others wait for the reset.
             waiting = []
             for pending in chunk:
-                error = self._paused_past_deadline(pending, pause)
+                remaining = policy.remaining(pending.started or now)
+                error = budget.past_deadline(pending.method, remaining, status=200)
                 if error is None:
                     waiting.append(pending)
                 else:
@@ -372,21 +373,6 @@ class BatchJob:
             budget.observe(pending.method, command.time)
             settled.append((pending, self._settle(pending, command, reset_at)))
         return settled
-
-    def _paused_past_deadline(self, pending: _Pending, pause: float) -> OpenLinesError | None:
-        """The error for a command whose method stays paused past its deadline, if so."""
-        policy = self._policy
-        remaining = policy.remaining(pending.started or policy.clock())
-        if remaining is None or pause <= remaining:
-            return None
-        return OperationTimeLimitError(
-            f"{pending.method} is paused {pause:.0f}s by its operating-time budget, past the "
-            f"command's deadline ({max(0.0, remaining):.0f}s left)",
-            code="OPERATION_TIME_LIMIT",
-            status=200,
-            method=pending.method,
-            reset_at=self._budget.paused_until(pending.method),
-        )
 
     def _settle(
         self, pending: _Pending, command: CommandResult, reset_at: float | None

@@ -39,6 +39,7 @@ from collections.abc import Awaitable, Callable
 
 import attrs
 
+from bitrix_openlines.errors import OperationTimeLimitError
 from bitrix_openlines.types.common import TimeInfo
 
 __all__ = [
@@ -314,6 +315,26 @@ class OperatingBudget:
         until = min(until + 1.0, now + self.max_pause)
         self._paused_until[key] = max(self._paused_until.get(key, 0.0), until)
         return self._paused_until[key]
+
+    def past_deadline(
+        self, method: str, remaining: float | None, *, status: int | None = None
+    ) -> OperationTimeLimitError | None:
+        """The error for ``method`` paused past a deadline ``remaining`` seconds away, if so.
+
+        A call (or a batch command) fails at once with it rather than wait for a reset
+        it would not live to see. ``None``: not paused, or the pause ends in time.
+        """
+        pause = self.pause_remaining(method)
+        if pause <= 0 or remaining is None or pause <= remaining:
+            return None
+        return OperationTimeLimitError(
+            f"{method} is paused {pause:.0f}s by its operating-time budget, "
+            f"past the deadline ({max(0.0, remaining):.0f}s left)",
+            code="OPERATION_TIME_LIMIT",
+            status=status,
+            method=method,
+            reset_at=self.paused_until(method),
+        )
 
     async def wait(self, method: str) -> None:
         """Return when ``method`` is not paused (at once, for a method never paused)."""

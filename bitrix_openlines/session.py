@@ -155,7 +155,9 @@ class Session:
         refreshed = False
         while True:
             budget = self.budget
-            self._check_pause(budget, call)
+            paused = budget.past_deadline(call.method, self.retry.remaining(call.started))
+            if paused is not None:
+                raise paused
             await budget.wait(call.method)
             if self.limiter is not None:
                 await self.limiter.acquire(self.auth.portal, 1)
@@ -184,21 +186,6 @@ class Session:
         if isinstance(error, OperationTimeLimitError):
             return budget.pause_remaining(call.method) < remaining
         return remaining > 0
-
-    def _check_pause(self, budget: OperatingBudget, call: _Call) -> None:
-        """Raise rather than wait for a paused method past the call's deadline."""
-        pause = budget.pause_remaining(call.method)
-        if pause <= 0:
-            return
-        remaining = self.retry.remaining(call.started)
-        if remaining is not None and pause > remaining:
-            raise OperationTimeLimitError(
-                f"{call.method} is paused {pause:.0f}s by its operating-time budget, "
-                f"past the call's deadline ({max(0.0, remaining):.0f}s left)",
-                code="OPERATION_TIME_LIMIT",
-                method=call.method,
-                reset_at=budget.paused_until(call.method),
-            )
 
     async def _send(
         self, call: _Call, credentials: Credentials, budget: OperatingBudget
