@@ -21,7 +21,7 @@ from bitrix_openlines._convert import structure_result
 from bitrix_openlines.auth import Auth
 from bitrix_openlines.batch import BatchJob, BatchOutcome, DialogOutcome, ProgressCallback
 from bitrix_openlines.hooks import Hooks
-from bitrix_openlines.methods.base import Method, registered_methods
+from bitrix_openlines.methods.base import Method, get_method
 from bitrix_openlines.methods.dialog import DialogGet
 from bitrix_openlines.ratelimit import LeakyBucketLimiter, Limiter, OperatingBudget, RateLimit
 from bitrix_openlines.retry import RetryPolicy
@@ -191,8 +191,10 @@ class OpenLinesClient:
         if params is not None and not isinstance(params, Mapping):
             raise TypeError(f"params must be a mapping, got {type(params).__name__}")
         if idempotent is None:
-            registered = registered_methods().get(method.lower())
-            idempotent = bool(registered and registered.__idempotent__)
+            try:
+                idempotent = get_method(method).__idempotent__
+            except KeyError:
+                idempotent = False
         answer = await self._session.call(method, to_wire(params or {}), idempotent=idempotent)
         return answer.result
 

@@ -103,12 +103,20 @@ class Session:
         self.retry = retry
         self.hooks = hooks
         self._budget = budget
+        self._shared_budget: tuple[str, OperatingBudget] | None = None
         self._reported_flight = 0
 
     @property
     def budget(self) -> OperatingBudget:
         """The operating-time budget of the portal (shared per portal unless injected)."""
-        return self._budget or OperatingBudget.shared(self.auth.portal)
+        if self._budget is not None:
+            return self._budget
+        portal = self.auth.portal
+        shared = self._shared_budget
+        if shared is None or shared[0] != portal:
+            # The portal of an OAuthAuth with a store is known after its first load.
+            shared = self._shared_budget = (portal, OperatingBudget.shared(portal))
+        return shared[1]
 
     async def close(self) -> None:
         """Close the transport (a borrowed ``aiohttp.ClientSession`` stays open)."""

@@ -128,15 +128,6 @@ class Transport:
         self, verb: str, url: str, *, method: str | None, **kwargs: Any
     ) -> RawResponse:
         session = self._get_session()
-        try:
-            # Parsed here as aiohttp would, so that a bad URL is told apart from the
-            # network; aiohttp takes the parsed URL as it is.
-            target = URL(url)
-        except ValueError:  # "host:99999", "https://[host/"
-            # Not yarl's text: it may quote a part of the URL.
-            raise _invalid_url("it cannot be parsed: a bad port or host", method) from None
-        if target.scheme not in ("http", "https") or not target.host:
-            raise _invalid_url("not an http:// or https:// URL with a host", method)
         if "User-Agent" not in session.headers:
             # A borrowed session without its own User-Agent still names the SDK.
             headers = dict(kwargs.pop("headers", None) or {})
@@ -144,7 +135,7 @@ class Transport:
             kwargs["headers"] = headers
         try:
             async with session.request(
-                verb, target, allow_redirects=False, timeout=self._timeout, **kwargs
+                verb, url, allow_redirects=False, timeout=self._timeout, **kwargs
             ) as response:
                 if 300 <= response.status < 400:
                     raise _moved(response, method)
@@ -156,10 +147,16 @@ class Transport:
                 f"total {self._timeouts.total}s)",
                 method=method,
             ) from None
-        except aiohttp.InvalidURL as exc:
+        except _BAD_URL as exc:
             # No host, not http(s), ...: bad input, not a network failure (not retried).
             # Its description, not its text: that is the URL.
             raise _invalid_url(getattr(exc, "description", None), method) from None
+        except ValueError:
+            # yarl's refusal of the URL ("host:99999", "https://[host/"), when it escapes
+            # aiohttp (a mocked session); anything else is not ours to rename.
+            if _parses(url):
+                raise
+            raise _invalid_url("it cannot be parsed: a bad port or host", method) from None
         except aiohttp.ClientError as exc:
             # The text is ours: aiohttp's may contain the URL, and so the secret of a
             # webhook; "from None" keeps that original out of tracebacks too.
@@ -173,6 +170,12 @@ class Transport:
             # Give the SSL transports a moment to close (aiohttp's documented advice).
             await asyncio.sleep(0)
 
+
+# aiohttp's refusals of a URL; NonHttpUrlClientError (not http(s)) is no InvalidURL.
+_BAD_URL: tuple[type[Exception], ...] = (
+    aiohttp.InvalidURL,
+    *((aiohttp.NonHttpUrlClientError,) if hasattr(aiohttp, "NonHttpUrlClientError") else ()),
+)
 
 _JSON = {"Content-Type": "application/json", "Accept": "application/json"}
 
@@ -194,6 +197,16 @@ def _describe(exc: aiohttp.ClientError) -> str:
 def _os_reason(error: OSError) -> str:
     # The system's text for the error number; the exception's own text may quote the URL.
     return os.strerror(error.errno) if isinstance(error.errno, int) else "a network error"
+
+
+def _parses(url: str) -> bool:
+    """Whether ``url`` is an http(s) URL with a host that yarl can parse (a port too)."""
+    try:
+        parsed = URL(url)
+        parsed.port  # noqa: B018 - an out-of-range port raises only when read
+    except ValueError:
+        return False
+    return parsed.scheme in ("http", "https") and bool(parsed.host)
 
 
 def _invalid_url(reason: str | None, method: str | None) -> InvalidURLError:
