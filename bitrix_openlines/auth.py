@@ -33,12 +33,19 @@ import aiohttp
 import attrs
 
 from bitrix_openlines._redact import MASK, Redactor, mask
-from bitrix_openlines.errors import AuthError, DecodeError, OpenLinesError, ServerError
+from bitrix_openlines.errors import (
+    AuthError,
+    DecodeError,
+    OpenLinesError,
+    ServerError,
+    TokenStoreError,
+)
 from bitrix_openlines.transport import Timeouts, Transport
 from bitrix_openlines.wire import decode_json, error_from_payload
 
 __all__ = [
     "DEFAULT_TOKEN_URL",
+    "OAUTH_SERVERS",
     "Auth",
     "InMemoryTokenStore",
     "OAuthAuth",
@@ -53,6 +60,13 @@ __all__ = [
 logger = logging.getLogger("bitrix_openlines")
 
 DEFAULT_TOKEN_URL = "https://oauth.bitrix.info/oauth/token/"
+
+#: The OAuth servers a pair's ``server_endpoint`` may name (PROTOCOL.md 6.1: the west and
+#: the east region). Without an explicit ``token_url``, a refresh goes to the pair's own
+#: server when it is one of these (or a loopback host, as the fake portal is), and to
+#: :data:`DEFAULT_TOKEN_URL` otherwise: a stored or received pair never sends the client
+#: secret to a server of its choosing.
+OAUTH_SERVERS = frozenset({"oauth.bitrix.info", "oauth.bitrix24.tech"})
 
 _WEBHOOK_PATH = re.compile(r"/rest/(?P<user>[^/]+)/(?P<code>[^/]+)/?")
 
@@ -438,6 +452,27 @@ def _check_token_url(token_url: str, allow_http: bool) -> None:
     _check_scheme("token_url", parts.scheme, parts.hostname, allow_http)
 
 
+def token_url_of(tokens: OAuthTokens) -> str | None:
+    """Return the token endpoint of the pair's own OAuth server, when it is a known one.
+
+    ``server_endpoint`` is the server's REST base (``https://oauth.bitrix.info/rest/``);
+    its token endpoint is ``/oauth/token/`` on the same host. ``None`` when the pair names
+    no server, or one outside :data:`OAUTH_SERVERS` (loopback hosts aside).
+    """
+    if not tokens.server_endpoint:
+        return None
+    try:
+        parts = _split_url("server_endpoint", tokens.server_endpoint)
+    except ValueError:
+        return None
+    host = (parts.hostname or "").lower()
+    if parts.scheme == "https" and host in OAUTH_SERVERS:
+        return f"https://{parts.netloc}/oauth/token/"
+    if parts.scheme in ("http", "https") and _is_loopback(host):
+        return f"{parts.scheme}://{parts.netloc}/oauth/token/"
+    return None
+
+
 def _check_client(client_id: str, client_secret: str) -> None:
     for name, value in (("client_id", client_id), ("client_secret", client_secret)):
         if not isinstance(value, str) or not value:
@@ -512,8 +547,10 @@ class OAuthAuth(Auth):
         client_secret: The application's client secret.
         tokens: The current token pair; optional with a ``store`` that holds it (it then
             seeds the store only if the store has nothing under ``key``).
-        token_url: The OAuth server (``https://oauth.bitrix.info/oauth/token/``; the
-            east region uses ``https://oauth.bitrix24.tech/oauth/token/``).
+        token_url: The OAuth server's token endpoint. ``None`` (the default): the pair's
+            own server (its ``server_endpoint``, when it is one of
+            :data:`OAUTH_SERVERS`: the east region's portals name
+            ``oauth.bitrix24.tech``), else :data:`DEFAULT_TOKEN_URL`.
         on_refresh: Called (and awaited, if it is a coroutine function) with each new
             pair. If it raises, the error is logged and the new pair is still used.
         store: Where the portal's pair lives, shared with other clients.
@@ -531,7 +568,7 @@ class OAuthAuth(Auth):
         client_id: str,
         client_secret: str,
         tokens: OAuthTokens | None = None,
-        token_url: str = DEFAULT_TOKEN_URL,
+        token_url: str | None = None,
         on_refresh: RefreshCallback | None = None,
         store: TokenStore | None = None,
         key: str | None = None,
@@ -560,9 +597,11 @@ class OAuthAuth(Auth):
             )
         if timeouts is not None and not isinstance(timeouts, Timeouts):
             raise TypeError(f"timeouts must be Timeouts, got {type(timeouts).__name__}")
-        _check_token_url(token_url, allow_http)
+        if token_url is not None:
+            _check_token_url(token_url, allow_http)
         self._allow_http = allow_http
         if tokens is not None:
+            tokens = self._upgraded(tokens)
             self._check_endpoint(tokens)
         self._client_id = client_id
         self._client_secret = client_secret
@@ -583,12 +622,37 @@ class OAuthAuth(Auth):
         self._inflight_for: str | None = None
         self._flight = 0
         self._last = RefreshResult(flight=0, duration=0.0, asked_server=False)
+        # A refreshed pair the store refused to save: saved again before the next call.
+        self._unsaved: OAuthTokens | None = None
         self.refresh_count = 0
 
     def _set_tokens(self, tokens: OAuthTokens | None) -> None:
         self._tokens = tokens
         if tokens is not None:
             self.redactor.set_current((tokens.access_token, tokens.refresh_token))
+
+    def _upgraded(self, tokens: OAuthTokens) -> OAuthTokens:
+        """The pair with an ``http://`` endpoint of a non-loopback host made ``https://``.
+
+        Older portals answer ``http://`` in ``client_endpoint`` though they serve (and
+        demand) HTTPS; refusing such a pair after its refresh token was spent would lose
+        the application's authorisation. ``allow_http=True`` keeps plain HTTP.
+        """
+        endpoint = urlsplit(tokens.client_endpoint)
+        if (
+            endpoint.scheme == "http"
+            and not self._allow_http
+            and not _is_loopback(endpoint.hostname or "")
+        ):
+            upgraded = "https" + tokens.client_endpoint[len("http") :]
+            logger.info("the pair's client_endpoint is http://; using https:// for its host")
+            return attrs.evolve(tokens, client_endpoint=upgraded)
+        return tokens
+
+    def _token_url_for(self, tokens: OAuthTokens) -> str:
+        if self._token_url is not None:
+            return self._token_url
+        return token_url_of(tokens) or DEFAULT_TOKEN_URL
 
     def _usable(self, tokens: OAuthTokens, what: str) -> None:
         """Refuse a pair from the network or a store whose endpoint we would not call."""
@@ -649,13 +713,20 @@ class OAuthAuth(Auth):
                 "application (or save a pair) first",
                 code="NO_TOKENS",
             )
+        loaded = self._upgraded(loaded)
         self._usable(loaded, f"the pair stored under {self._key!r}")
         if self._tokens is None:
             self._set_tokens(loaded)
         return self._tokens or loaded
 
     async def credentials(self) -> Credentials:
-        """Return ``client_endpoint`` as the base and the access token to send."""
+        """Return ``client_endpoint`` as the base and the access token to send.
+
+        A refreshed pair the store failed to save is saved again first; if that fails
+        again, the pair is still used (it is the only valid one) and kept for the next try.
+        """
+        if self._unsaved is not None:
+            await self._save_unsaved()
         tokens = await self._current()
         endpoint = tokens.client_endpoint
         return Credentials(
@@ -670,6 +741,20 @@ class OAuthAuth(Auth):
         if self._tokens is not None and self._tokens.access_token != stale.token:
             # Someone already refreshed since this call was prepared: just replay.
             return self._last
+        if (
+            self._inflight is not None
+            and self._inflight_for == stale.token
+            and self._inflight.done()
+            and self._store is not None
+        ):
+            # The OAuth server refused this refresh token for good; a pair another
+            # client or process refreshed since, and saved, still saves the day.
+            newer = await self._store.load(self._key or "")
+            if newer is not None and newer.access_token != stale.token:
+                self._adopt(newer)
+                self._inflight = None
+                self._last = RefreshResult(self._flight, 0.0, None, asked_server=False)
+                return self._last
         if self._inflight is None or self._inflight_for != stale.token:
             self._flight += 1
             self._inflight_for = stale.token
@@ -679,7 +764,7 @@ class OAuthAuth(Auth):
         return await asyncio.shield(self._inflight)
 
     def _after_refresh(self, future: asyncio.Future[RefreshResult]) -> None:
-        if future.cancelled() or future.exception() is not None:
+        if future.cancelled() or future.exception() is not None:  # BaseException only
             self._inflight = None
             return
         if not isinstance(future.result().error, AuthError):
@@ -706,6 +791,13 @@ class OAuthAuth(Auth):
                         await self._refresh_with(stored or await self._current())
         except OpenLinesError as error:
             result = RefreshResult(flight, time.perf_counter() - started, error, asked)
+        except Exception as exc:
+            # A store of the application's own that failed (its text may quote a token).
+            store_error = TokenStoreError(
+                f"the token store failed during the refresh: {type(exc).__name__}: "
+                f"{self.redactor(str(exc))}"
+            )
+            result = RefreshResult(flight, time.perf_counter() - started, store_error, asked)
         else:
             result = RefreshResult(flight, time.perf_counter() - started, None, asked)
         self._last = result
@@ -719,21 +811,51 @@ class OAuthAuth(Auth):
             "refresh_token": pair.refresh_token,
         }
         tokens = await _request_tokens(
-            self._session, self._timeouts, self._token_url, params, self.redactor
+            self._session, self._timeouts, self._token_url_for(pair), params, self.redactor
         )
-        self._usable(tokens, "the OAuth server's new pair")
-        if self._store is not None:
-            assert self._key is not None
-            # Saved before any call is replayed: the old refresh token is spent now.
-            await self._store.save(self._key, tokens)
+        # The old refresh token is spent now: from here on, nothing may lose this pair.
+        # It is used in memory and handed to on_refresh at once; a store that fails to
+        # save it gets it again before the next call (see credentials()).
         self._adopt(tokens)
         self.refresh_count += 1
         logger.info("oauth tokens refreshed (refresh #%d)", self.refresh_count)
-        await self._notify(tokens)
+        await self._notify(self.tokens)
+        if self._store is not None:
+            self._unsaved = self.tokens
+            await self._save_unsaved(locked=True)
 
     def _adopt(self, tokens: OAuthTokens) -> None:
+        tokens = self._upgraded(tokens)
         self._usable(tokens, "the refreshed pair")
         self._set_tokens(tokens)
+
+    async def _save_unsaved(self, *, locked: bool = False) -> None:
+        """Save the pair a refresh gave, if not saved yet; log (not raise) a failure.
+
+        Args:
+            locked: The caller holds the store's lock (the refresh itself).
+        """
+        pair = self._unsaved
+        if pair is None or self._store is None or self._key is None:
+            return
+        try:
+            if locked:
+                await self._store.save(self._key, pair)
+            else:
+                async with self._store.lock(self._key):
+                    await self._store.save(self._key, pair)
+        except Exception as exc:
+            # A Redis blip, a database timeout: the pair stays in memory (it is the only
+            # valid one now) and is saved again before the next call.
+            details = self.redactor(f"{type(exc).__name__}: {exc}")
+            logger.error(
+                "the token store failed to save the refreshed pair; it is used in memory "
+                "and saved again before the next call (%s)",
+                details,
+            )
+        else:
+            if self._unsaved is pair:
+                self._unsaved = None
 
     async def _notify(self, tokens: OAuthTokens) -> None:
         if self._on_refresh is None:
@@ -750,5 +872,5 @@ class OAuthAuth(Auth):
     def __repr__(self) -> str:
         return (
             f"OAuthAuth(client_id={self._client_id!r}, client_secret={MASK}, "
-            f"portal={self.portal!r}, token_url={self._token_url!r})"
+            f"portal={self.portal!r}, token_url={self._token_url or 'from the pair'!r})"
         )

@@ -23,7 +23,8 @@ Every exception the SDK raises on purpose derives from :class:`OpenLinesError`::
     ├── InvalidQueryError             a malformed query of a batch job (a ValueError too)
     ├── EventError                    an incoming event POST that cannot be parsed (a ValueError)
     │   └── EventVerificationError    its auth[application_token] is missing or wrong
-    ├── RedisUnavailableError         Redis (extra ``redis``) could not be reached or failed
+    ├── TokenStoreError               a token store failed to load or save a pair
+    │   └── RedisUnavailableError     Redis (extra ``redis``) could not be reached or failed
     ├── LockLostError                 a refresh lock's lease ran out before the pair was saved
     └── CommandLineError              a wrong flag or setting of the command line (exit code 2)
 
@@ -66,6 +67,7 @@ __all__ = [
     "RequestTimeoutError",
     "ServerError",
     "TokenExpiredError",
+    "TokenStoreError",
     "TransportError",
 ]
 
@@ -293,7 +295,15 @@ class InvalidQueryError(OpenLinesError, ValueError):
     """
 
 
-class RedisUnavailableError(OpenLinesError):
+class TokenStoreError(OpenLinesError):
+    """A :class:`~bitrix_openlines.TokenStore` failed to load or save a pair.
+
+    Never final: the next call asks the store again. A pair a refresh gave is never lost
+    to it (it is used in memory and saved again before the next call).
+    """
+
+
+class RedisUnavailableError(TokenStoreError):
     """Redis could not be reached or failed; the operation did not happen (extra ``redis``)."""
 
 

@@ -279,17 +279,6 @@ def test_oauth_repr_hides_secrets() -> None:
             "token_url has an invalid port",
         ),
         ({"token_url": "https://[oauth/oauth/token/"}, ValueError, "token_url is not a valid"),
-        (
-            {
-                "tokens": OAuthTokens(
-                    access_token=OLD_ACCESS,
-                    refresh_token=OLD_REFRESH,
-                    client_endpoint="http://portal.bitrix24.com/rest/",
-                )
-            },
-            ValueError,
-            "client_endpoint",
-        ),
     ],
 )
 def test_oauth_validation(kwargs: dict[str, Any], error: type[Exception], text: str) -> None:
@@ -697,3 +686,17 @@ async def test_cancelled_waiter_does_not_cancel_the_refresh(docs_examples: Path)
         assert len(recorded(mocked, "GET", TOKEN_URL)) == 1
     assert dialog.id == 1777
     assert auth.tokens.access_token == NEW_ACCESS
+
+
+async def test_an_http_client_endpoint_of_a_portal_is_used_over_https() -> None:
+    # Older portals answer http:// though they serve (and demand) HTTPS: the pair is kept
+    # and used over https://, never refused (its refresh token may already be spent).
+    tokens = OAuthTokens(
+        access_token=OLD_ACCESS,
+        refresh_token=OLD_REFRESH,
+        client_endpoint="http://portal.bitrix24.com/rest/",
+    )
+    credentials = await oauth_auth(tokens=tokens).credentials()
+    assert credentials.url(DIALOG_GET) == f"https://portal.bitrix24.com/rest/{DIALOG_GET}.json"
+    plain = await oauth_auth(tokens=tokens, allow_http=True).credentials()
+    assert plain.url(DIALOG_GET) == f"http://portal.bitrix24.com/rest/{DIALOG_GET}.json"
