@@ -158,6 +158,9 @@ class BatchJob:
             limiter, the credentials and the whole-request retries are behind it.
         retry: The retry policy, for the per-command decisions (attempts, deadline).
         budget: The portal's operating-time budget, per method.
+        on_rate_limited: Awaited when a command of a batch was refused by the portal's
+            bucket (``QUERY_LIMIT_EXCEEDED`` inside a 200 answer), before its commands go
+            again: the session's pacing learns of it and slows down.
         queries: Any iterable or async iterable of queries.
         to_request: Turns a query into a method object; ``TypeError``/``ValueError`` from it
             make that query a failed outcome.
@@ -176,6 +179,7 @@ class BatchJob:
         *,
         retry: RetryPolicy,
         budget: OperatingBudget,
+        on_rate_limited: Callable[[], Awaitable[None]] | None = None,
         to_request: ToRequest,
         ordered: bool = True,
         window: int = 5000,
@@ -197,6 +201,7 @@ class BatchJob:
         self._send_batch = send_batch
         self._policy = retry
         self._budget = budget
+        self._on_rate_limited = on_rate_limited
         self._queries = queries
         self._to_request = to_request
         self._ordered = ordered
@@ -368,10 +373,20 @@ class BatchJob:
         except OpenLinesError as error:
             # The whole batch failed after the policy's last attempt: every command fails.
             return settled + [(p, self._failure(p, error)) for p in chunk]
+        rate_limited = False
         for key, pending in zip(keys, chunk, strict=True):
             command = parsed[key]
             budget.observe(pending.method, command.time)
             settled.append((pending, self._settle(pending, command, reset_at)))
+            # A bucket refusal (not a method's budget: that pauses the method instead).
+            refusal = command.error
+            if isinstance(refusal, RateLimitError) and not isinstance(
+                refusal, OperationTimeLimitError
+            ):
+                rate_limited = rate_limited or self._policy.paces(refusal)
+        if rate_limited and self._on_rate_limited is not None:
+            # The portal's bucket refused commands: slow down before they go again.
+            await self._on_rate_limited()
         return settled
 
     def _settle(

@@ -19,6 +19,7 @@ Every exception the SDK raises on purpose derives from :class:`OpenLinesError`::
     │   ├── RequestTimeoutError       the connect or total timeout ran out
     │   └── PortalMovedError          the portal answered 302: it was renamed
     ├── DecodeError                   an answer that is not the JSON we expect (an HTML page)
+    ├── ClientClosedError             the client was closed before the call ended
     ├── InvalidURLError               (a ValueError) a URL no request can be sent to; never retried
     ├── InvalidQueryError             a malformed query of a batch job (a ValueError too)
     ├── EventError                    an incoming event POST that cannot be parsed (a ValueError)
@@ -47,6 +48,7 @@ __all__ = [
     "AccessError",
     "ApiError",
     "AuthError",
+    "ClientClosedError",
     "CommandLineError",
     "BatchError",
     "DecodeError",
@@ -284,6 +286,15 @@ class EventVerificationError(EventError):
 
     The event may be forged (PROTOCOL.md 6.2): answer 403 and do not act on it. The text
     names neither the expected token nor the one received.
+    """
+
+
+class ClientClosedError(OpenLinesError):
+    """The client was closed before (or while) the call ran: it did not end, or not send.
+
+    Every call in flight when ``close()`` runs ends with it, and so does every call
+    after; a running ``get_dialogs`` gives it as the outcome of the unfinished queries.
+    Not retried.
     """
 
 

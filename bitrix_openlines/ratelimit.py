@@ -129,7 +129,11 @@ class Limiter(abc.ABC):
 
     @abc.abstractmethod
     async def acquire(self, portal: str, cost: int = 1) -> None:
-        """Wait until ``cost`` requests may be sent to ``portal``, then take the slots."""
+        """Wait until ``cost`` requests may be sent to ``portal``, then take the slots.
+
+        A wait that is cancelled must give its slots back: cancellation never costs
+        capacity.
+        """
 
     @abc.abstractmethod
     async def penalize(self, portal: str) -> None:
@@ -195,10 +199,32 @@ class LeakyBucketLimiter(Limiter):
             return send_at - now
 
     async def acquire(self, portal: str, cost: int = 1) -> None:
-        """Reserve the next slot for ``portal`` (in call order) and wait for it."""
+        """Reserve the next slot for ``portal`` (in call order) and wait for it.
+
+        A wait that is cancelled gives its slots back (:meth:`release`): a web app's
+        cancelled requests cost the portal's bucket nothing.
+        """
         delay = self.reserve(portal, cost)
         if delay > 0:
-            await self._sleep(delay)
+            try:
+                await self._sleep(delay)
+            except BaseException:
+                self.release(portal, cost)
+                raise
+
+    def release(self, portal: str, cost: int = 1) -> None:
+        """Give back ``cost`` reserved slots that will not be used (their request never left).
+
+        Every reservation after it keeps its time; the bucket's end moves back by ``cost``
+        slots, so the next reservation takes the freed place. The portal's bucket counts
+        requests, not reservations: one slot fewer sent is one slot free, wherever it was.
+        """
+        with self._lock:
+            now = self._clock()
+            tat = self._tat.get(portal)
+            if tat is None:
+                return
+            self._tat[portal] = max(now, tat - cost * self._step)
 
     async def penalize(self, portal: str) -> None:
         """Assume the portal's bucket is full now: the next slot is one drain away."""

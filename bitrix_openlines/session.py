@@ -19,10 +19,16 @@ One call of :meth:`Session.call` goes, in this order:
 
 The rate limiter and the operating budget are the portal's, shared by every client of
 the portal in the process. The session knows the layers below it only.
+
+**Closing.** :meth:`Session.close` ends every call in flight with
+:class:`~bitrix_openlines.errors.ClientClosedError` (a wait for a slot gives the slot
+back), waits until they have left, then closes the transport; every later call raises
+the same error at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -32,6 +38,7 @@ import attrs
 from bitrix_openlines._convert import structure_time
 from bitrix_openlines.auth import Auth, Credentials
 from bitrix_openlines.errors import (
+    ClientClosedError,
     OpenLinesError,
     OperationTimeLimitError,
     OverloadError,
@@ -48,6 +55,10 @@ from bitrix_openlines.wire import WireParams, decode_envelope, json_body
 __all__ = ["Answer", "Session"]
 
 logger = logging.getLogger("bitrix_openlines")
+
+# Without a limiter, a rate-limit answer inside a batch waits one slot of the standard
+# bucket (2 requests/s) before the commands go again.
+_DRAIN_WITHOUT_LIMITER = 0.5
 
 
 @attrs.frozen(slots=True)
@@ -105,6 +116,12 @@ class Session:
         self._budget = budget
         self._shared_budget: tuple[str, OperatingBudget] | None = None
         self._reported_flight = 0
+        self._closed = False
+        # The tasks inside call(), and those close() cancelled (their cancellation
+        # becomes ClientClosedError).
+        self._calls: dict[asyncio.Task[Any], int] = {}
+        self._closing: set[asyncio.Task[Any]] = set()
+        self._drained: asyncio.Future[None] | None = None
 
     @property
     def budget(self) -> OperatingBudget:
@@ -118,9 +135,62 @@ class Session:
             shared = self._shared_budget = (portal, OperatingBudget.shared(portal))
         return shared[1]
 
-    async def close(self) -> None:
-        """Close the transport (a borrowed ``aiohttp.ClientSession`` stays open)."""
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    async def close(self, *, grace: float = 10.0) -> None:
+        """End the calls in flight with ``ClientClosedError``, then close the transport.
+
+        A borrowed ``aiohttp.ClientSession`` stays open. Idempotent.
+
+        Args:
+            grace: The longest wait for the calls in flight to leave.
+        """
+        self._closed = True
+        current = asyncio.current_task()
+        others = [task for task in self._calls if task is not current and not task.done()]
+        if others:
+            for task in others:
+                self._closing.add(task)
+                task.cancel()
+            self._drained = asyncio.get_running_loop().create_future()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._drained), grace)
+            except TimeoutError:
+                logger.warning("closing: %d calls did not end within %.0fs", len(others), grace)
+            finally:
+                self._drained = None
         await self.transport.close()
+
+    def _closed_error(self, method: str) -> ClientClosedError:
+        return ClientClosedError("the client is closed; create a new one", method=method)
+
+    def _enter(self, method: str) -> asyncio.Task[Any] | None:
+        if self._closed:
+            raise self._closed_error(method)
+        task = asyncio.current_task()
+        if task is not None:
+            self._calls[task] = self._calls.get(task, 0) + 1
+        return task
+
+    def _leave(self, task: asyncio.Task[Any] | None) -> None:
+        if task is None:
+            return
+        depth = self._calls.get(task, 0) - 1
+        if depth > 0:
+            self._calls[task] = depth
+            return
+        self._calls.pop(task, None)
+        self._closing.discard(task)
+        drained = self._drained
+        if (
+            drained is not None
+            and not drained.done()
+            and not any(t in self._closing for t in self._calls)
+        ):
+            drained.set_result(None)
 
     async def call(
         self, method: str, params: WireParams, *, idempotent: bool, commands: int = 1
@@ -133,7 +203,23 @@ class Session:
             idempotent: Whether a 5xx or a dropped connection may be retried.
             commands: How many commands the request carries (a batch's size, for hooks).
         """
-        call = _Call(method, params, idempotent, commands, self.retry.clock())
+        task = self._enter(method)
+        try:
+            return await self._call(
+                _Call(method, params, idempotent, commands, self.retry.clock())
+            )
+        except asyncio.CancelledError:
+            if task is not None and task in self._closing:
+                # Cancelled by close(): the documented error, not a bare cancellation.
+                self._closing.discard(task)
+                task.uncancel()
+                raise self._closed_error(method) from None
+            raise
+        finally:
+            self._leave(task)
+
+    async def _call(self, call: _Call) -> Answer:
+        idempotent = call.idempotent
         # The first attempt goes out without the retry machinery (most calls need none);
         # a retryable failure hands over to the tenacity loop.
         try:
@@ -162,6 +248,8 @@ class Session:
         """One attempt: pacing answers and one token refresh are handled inside it."""
         refreshed = False
         while True:
+            if self._closed:
+                raise self._closed_error(call.method)
             budget = self.budget
             paused = budget.past_deadline(call.method, self.retry.remaining(call.started))
             if paused is not None:
@@ -271,6 +359,18 @@ class Session:
         if result.error is not None:
             raise result.error
         return True
+
+    async def rate_limited(self) -> None:
+        """Slow down after a ``QUERY_LIMIT_EXCEEDED`` answer to one command of a batch.
+
+        The whole request went through, so the session's own pacing did not see it: the
+        limiter learns that the portal's bucket is full (its next slot is one drain
+        away); without a limiter, wait one drain of the standard bucket (0.5 s) instead.
+        """
+        if self.limiter is not None:
+            await self.limiter.penalize(self.auth.portal)
+            return
+        await self.retry.sleep(_DRAIN_WITHOUT_LIMITER)
 
     def _retrying(self, call: _Call, error: BaseException, reason: str, delay: float) -> None:
         call.retries += 1

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from bitrix_openlines.auth import Auth
 from bitrix_openlines.batch import BatchOutcome, DialogOutcome, ProgressCallback
 from bitrix_openlines.client import _DEFAULT, DialogQuery, OpenLinesClient
+from bitrix_openlines.errors import ClientClosedError
 from bitrix_openlines.hooks import Hooks
 from bitrix_openlines.methods.base import Method
 from bitrix_openlines.ratelimit import Limiter, OperatingBudget, RateLimit
@@ -95,17 +96,35 @@ class SyncOpenLinesClient:
         self.close()
 
     def close(self) -> None:
-        """Close the connection pool and stop the client's thread (idempotent)."""
+        """Close the client and stop its thread (idempotent; from any thread).
+
+        Calls waiting in other threads end with
+        :class:`~bitrix_openlines.errors.ClientClosedError`; iterators of
+        :meth:`iter_dialogs` still open are closed (their batches in flight cancelled).
+        """
         with self._lock:
             if self._closed:
                 return
             self._closed = True
         try:
-            asyncio.run_coroutine_threadsafe(self._client.close(), self._loop).result()
+            asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result()
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join()
             self._loop.close()
+
+    async def _shutdown(self) -> None:
+        # The calls in flight end with ClientClosedError, then the async generators
+        # still suspended in this loop (open iter_dialogs streams) are closed, so that no
+        # task is left pending when the loop stops.
+        await self._client.close()
+        await self._loop.shutdown_asyncgens()
+        current = asyncio.current_task()
+        rest = [t for t in asyncio.all_tasks(self._loop) if t is not current]
+        for task in rest:
+            task.cancel()
+        if rest:
+            await asyncio.gather(*rest, return_exceptions=True)
 
     @property
     def closed(self) -> bool:
@@ -121,9 +140,6 @@ class SyncOpenLinesClient:
         return f"SyncOpenLinesClient({self._client.auth!r})"
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
-        if self._closed:
-            coro.close()
-            raise RuntimeError("the client is closed; create a new one")
         if threading.current_thread() is self._thread:
             coro.close()
             raise RuntimeError(
@@ -142,7 +158,13 @@ class SyncOpenLinesClient:
             finally:
                 finished.set()
 
-        future = asyncio.run_coroutine_threadsafe(runner(), self._loop)
+        with self._lock:
+            # Under the lock close() takes: a call is either in the loop before close()
+            # runs there (and close() ends it), or sees the client closed.
+            if self._closed:
+                coro.close()
+                raise ClientClosedError("the client is closed; create a new one")
+            future = asyncio.run_coroutine_threadsafe(runner(), self._loop)
         try:
             return future.result()
         except BaseException:

@@ -25,6 +25,7 @@ from yarl import URL
 
 from bitrix_openlines._version import __version__
 from bitrix_openlines.errors import (
+    ClientClosedError,
     InvalidURLError,
     PortalMovedError,
     RequestTimeoutError,
@@ -99,7 +100,7 @@ class Transport:
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._closed:
-            raise RuntimeError("the client is closed; create a new one")
+            raise ClientClosedError("the client is closed; create a new one")
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._limit),

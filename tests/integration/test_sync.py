@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from bitrix_openlines import DialogGet, RetryPolicy, SyncOpenLinesClient, WebhookAuth
-from bitrix_openlines.errors import AccessError
+from bitrix_openlines.errors import AccessError, ClientClosedError
 from bitrix_openlines.testing import ThreadedFakePortal
 
 pytestmark = pytest.mark.integration
@@ -38,7 +38,7 @@ def test_plain_sync_code(portal: ThreadedFakePortal) -> None:
         batch = client.batch([DialogGet(chat_id=1), DialogGet(chat_id=2)])
         assert [o.ok for o in batch] == [True, True]
     assert client.closed
-    with pytest.raises(RuntimeError, match="closed"):
+    with pytest.raises(ClientClosedError, match="closed"):
         client.get_dialog(chat_id=1)
 
 

@@ -24,6 +24,7 @@ from bitrix_openlines import RetryPolicy, Timeouts, __version__
 from bitrix_openlines._redact import Redactor
 from bitrix_openlines.auth import Auth, Credentials
 from bitrix_openlines.errors import (
+    ClientClosedError,
     InvalidURLError,
     PortalMovedError,
     RequestTimeoutError,
@@ -289,10 +290,13 @@ async def test_client_used_after_close_raises_a_clear_error(
             client = make_client(session=session if injected else None)
             async with client:
                 await client.get_dialog(chat_id=13)
-            with pytest.raises(RuntimeError, match="closed"):
+            with pytest.raises(ClientClosedError, match="closed") as caught:
                 await client.get_dialog(chat_id=13)
-            with pytest.raises(RuntimeError, match="closed"):
+            assert caught.value.method == DIALOG_GET
+            with pytest.raises(ClientClosedError, match="closed"):
                 await client.call_raw(DIALOG_GET, {"CHAT_ID": 13})
+            outcomes = await client.get_dialogs([{"chat_id": 13}, {"chat_id": 14}])
+            assert [type(o.error) for o in outcomes] == [ClientClosedError] * 2
         assert len(recorded(mocked, "POST", URL)) == 1
 
 
