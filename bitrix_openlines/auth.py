@@ -703,10 +703,18 @@ class OAuthAuth(Auth):
             return self._tokens
         assert self._store is not None
         assert self._key is not None
-        loaded = await self._store.load(self._key)
-        if loaded is None and self._seed is not None:
-            await self._store.save(self._key, self._seed)
-            loaded = self._seed
+        try:
+            loaded = await self._store.load(self._key)
+            if loaded is None and self._seed is not None:
+                await self._store.save(self._key, self._seed)
+                loaded = self._seed
+        except OpenLinesError:
+            raise
+        except Exception as exc:
+            # The application's own store failed (its text may quote a token).
+            raise TokenStoreError(
+                f"the token store failed: {type(exc).__name__}: {self.redactor(str(exc))}"
+            ) from None
         if loaded is None:
             raise AuthError(
                 f"no OAuth tokens stored under the key {self._key!r}; install the "

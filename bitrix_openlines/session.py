@@ -60,6 +60,9 @@ logger = logging.getLogger("bitrix_openlines")
 # bucket (2 requests/s) before the commands go again.
 _DRAIN_WITHOUT_LIMITER = 0.5
 
+# Token refreshes within one attempt (each for another expired token).
+_MAX_REFRESHES = 3
+
 
 @attrs.frozen(slots=True)
 class Answer:
@@ -210,10 +213,11 @@ class Session:
             )
         except asyncio.CancelledError:
             if task is not None and task in self._closing:
-                # Cancelled by close(): the documented error, not a bare cancellation.
                 self._closing.discard(task)
-                task.uncancel()
-                raise self._closed_error(method) from None
+                if task.uncancel() == 0:
+                    # Cancelled by close() alone: the documented error, not a bare
+                    # cancellation (a caller's own cancel stays a cancellation).
+                    raise self._closed_error(method) from None
             raise
         finally:
             self._leave(task)
@@ -245,8 +249,8 @@ class Session:
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
     async def _attempt(self, call: _Call) -> Answer:
-        """One attempt: pacing answers and one token refresh are handled inside it."""
-        refreshed = False
+        """One attempt: pacing answers and token refreshes are handled inside it."""
+        refreshed: list[str | None] = []
         while True:
             if self._closed:
                 raise self._closed_error(call.method)
@@ -261,10 +265,16 @@ class Session:
             try:
                 return await self._send(call, credentials, budget)
             except TokenExpiredError:
-                # A refresh is not a retry: one refresh and one replay per attempt.
-                if refreshed or not await self._refresh(credentials):
+                # A refresh is not a retry. One per token: a replay that waited for its
+                # slot goes out with the token current then, which may have expired in
+                # turn; a token refused twice, or a third refresh, is final.
+                if (
+                    credentials.token in refreshed
+                    or len(refreshed) >= _MAX_REFRESHES
+                    or not await self._refresh(credentials)
+                ):
                     raise
-                refreshed = True
+                refreshed.append(credentials.token)
             except RateLimitError as error:
                 if not self.retry.paces(error) or not self._may_pace(call, error, budget):
                     raise

@@ -53,7 +53,12 @@ class Faults:
         truncate: Answer with only the first half of the body (the JSON does not parse).
         command_internal_error: Per ``batch`` command (its own draw): the command fails
             with ``INTERNAL_SERVER_ERROR`` in ``result_error``.
+        command_query_limit: Per ``batch`` command (its own draw): the command is refused
+            with ``QUERY_LIMIT_EXCEEDED`` in ``result_error`` (a 200 answer outside).
         slow_seconds: The delay of a ``slow`` fault.
+        token_delay: Seconds the token endpoint waits before it answers, after it has
+            issued the new pair (and so spent the refresh token), as a slow OAuth server
+            does: a client that gives up on the answer has lost the pair.
         seed: Seed of the portal's fault generator; the same seed and the same sequence of
             requests give the same faults.
     """
@@ -64,7 +69,9 @@ class Faults:
     slow: float = attrs.field(default=0.0, validator=_probability)
     truncate: float = attrs.field(default=0.0, validator=_probability)
     command_internal_error: float = attrs.field(default=0.0, validator=_probability)
+    command_query_limit: float = attrs.field(default=0.0, validator=_probability)
     slow_seconds: float = attrs.field(default=2.0, validator=_seconds)
+    token_delay: float = attrs.field(default=0.0, validator=_seconds)
     seed: int = 0
 
     def __attrs_post_init__(self) -> None:
@@ -92,6 +99,11 @@ class FaultRoller:
         """Return the delay of a ``slow`` fault (0 without faults)."""
         return self.faults.slow_seconds if self.faults is not None else 0.0
 
+    @property
+    def token_delay(self) -> float:
+        """Return the token endpoint's delay (0 without faults)."""
+        return self.faults.token_delay if self.faults is not None else 0.0
+
     def roll_request(self) -> str | None:
         """Return the fault kind for one admitted request, or None."""
         if self.faults is None:
@@ -110,3 +122,9 @@ class FaultRoller:
         if self.faults is None:
             return False
         return self._rng.random() < self.faults.command_internal_error
+
+    def roll_command_limit(self) -> bool:
+        """Return True when one batch command must be refused with ``QUERY_LIMIT_EXCEEDED``."""
+        if self.faults is None or self.faults.command_query_limit <= 0:
+            return False
+        return self._rng.random() < self.faults.command_query_limit

@@ -801,6 +801,9 @@ class FakePortal:
             body = self._exchange(params)
         except _ApiError as error:
             return self._error_response(error)
+        if self._faults.token_delay > 0:
+            # The pair is issued (the old refresh token spent) before the slow answer.
+            await self._sleep(self._faults.token_delay)
         return self._json_response(200, body)
 
     def _exchange(self, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -895,6 +898,9 @@ class FakePortal:
         if self._faults.roll_command():
             self.stats.faults["command_internal_error"] += 1
             return _ApiError(*_INTERNAL)
+        if self._faults.roll_command_limit():
+            self.stats.faults["command_query_limit"] += 1
+            return _ApiError(*_QUERY_LIMIT)
         return self._execute(method, params, caller)
 
     # ----------------------------------------------------------------- methods
