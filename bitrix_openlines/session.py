@@ -250,7 +250,9 @@ class Session:
 
     async def _attempt(self, call: _Call) -> Answer:
         """One attempt: pacing answers and token refreshes are handled inside it."""
+        # The tokens this attempt refreshed for, and the one its last refresh gave.
         refreshed: list[str | None] = []
+        given: str | None = None
         while True:
             if self._closed:
                 raise self._closed_error(call.method)
@@ -265,16 +267,20 @@ class Session:
             try:
                 return await self._send(call, credentials, budget)
             except TokenExpiredError:
-                # A refresh is not a retry. One per token: a replay that waited for its
-                # slot goes out with the token current then, which may have expired in
-                # turn; a token refused twice, or a third refresh, is final.
+                # A refresh is not a retry. A replay waits for a slot and goes out with
+                # the token current then: one another task refreshed meanwhile may have
+                # expired in turn, and is refreshed too. Final: the token this attempt's
+                # own refresh gave (a fresh token refused), a token refused twice, or a
+                # fourth refresh.
                 if (
                     credentials.token in refreshed
+                    or (given is not None and credentials.token == given)
                     or len(refreshed) >= _MAX_REFRESHES
                     or not await self._refresh(credentials)
                 ):
                     raise
                 refreshed.append(credentials.token)
+                given = (await self.auth.credentials()).token
             except RateLimitError as error:
                 if not self.retry.paces(error) or not self._may_pace(call, error, budget):
                     raise
