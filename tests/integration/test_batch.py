@@ -8,6 +8,7 @@ from typing import Any
 
 import attrs
 import pytest
+from _virtual_time import PacedLimiter, VirtualTime
 
 from bitrix_openlines import (
     DialogGet,
@@ -22,8 +23,6 @@ from bitrix_openlines import (
 )
 from bitrix_openlines.errors import AccessError, ServerError, TransportError
 from bitrix_openlines.testing import FakeDialog, FakePortal, Faults, ThreadedFakePortal
-
-from ._virtual_time import PacedLimiter, VirtualTime
 
 pytestmark = pytest.mark.integration
 

@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 import pytest
+from _virtual_time import VirtualTime
 
 from bitrix_openlines import (
     InMemoryTokenStore,
@@ -16,8 +17,6 @@ from bitrix_openlines import (
 )
 from bitrix_openlines.errors import AuthError
 from bitrix_openlines.testing import FakePortal
-
-from ._virtual_time import VirtualTime
 
 pytestmark = pytest.mark.integration
 

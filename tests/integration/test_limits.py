@@ -14,6 +14,7 @@ import asyncio
 import time
 
 import pytest
+from _virtual_time import PacedLimiter, VirtualTime
 
 import bitrix_openlines.ratelimit
 from bitrix_openlines import (
@@ -32,8 +33,6 @@ from bitrix_openlines.errors import (
     TransportError,
 )
 from bitrix_openlines.testing import FakePortal, Faults
-
-from ._virtual_time import PacedLimiter, VirtualTime
 
 pytestmark = pytest.mark.integration
 
