@@ -230,7 +230,7 @@ async def test_authorization_code_is_single_use_and_short_lived(
 
 
 async def test_rejected_auth_still_takes_a_bucket_slot(http: aiohttp.ClientSession) -> None:
-    async with FakePortal(dialogs=1, rate=0.001, burst=3) as portal:
+    async with FakePortal(dialogs=1, rate=2.0, burst=3, clock=FakeClock()) as portal:
         bad = portal.base_url + "/rest/1/wrong/" + DIALOG_GET
         for _ in range(3):
             assert (await call(http, bad, {"CHAT_ID": 1}))[0] == 401
