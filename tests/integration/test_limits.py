@@ -1,11 +1,11 @@
 """The client's limits and retries against the fake portal's bucket and time budget.
 
 The client's limiter and the portal's bucket run on one virtual clock (see
-``_virtual_time.py``), the operating-time budget on a clock that moves only when the budget
-sleeps: each test asserts what was decided (when each request went, what was waited,
-what the portal answered), never how long anything took. How close real runs get to the
-portal's bound, with no 503, is the ``rate_limited_single`` and ``rate_limited_batch``
-benchmarks' figure (``benchmarks/rate_limited.py``).
+``tests/_virtual_time.py``), the operating-time budget on a clock that moves only when the
+budget sleeps: each test asserts what was decided (when each request went, what was
+waited, what the portal answered), never how long anything took. How close real runs get
+to the portal's bound, with no 503, is the ``rate_limited_single`` and
+``rate_limited_batch`` benchmarks' figure (``benchmarks/rate_limited.py``).
 """
 
 from __future__ import annotations
