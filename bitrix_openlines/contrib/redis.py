@@ -44,7 +44,7 @@ except ModuleNotFoundError as exc:
 
 from bitrix_openlines.auth import OAuthTokens, TokenStore
 from bitrix_openlines.errors import LockLostError, RedisUnavailableError
-from bitrix_openlines.ratelimit import Limiter, RateLimit
+from bitrix_openlines.ratelimit import Limiter, RateLimit, Sleep
 
 __all__ = [
     "LockLostError",
@@ -107,6 +107,9 @@ class RedisRateLimiter(Limiter):
         fallback: A local limiter to use while Redis is unreachable, or ``None`` to
             raise :class:`RedisUnavailableError` instead. A fallback should get a share
             of the rate (``rate / processes``): every process falls back at once.
+        sleep: The coroutine used to wait the seconds the script hands back
+            (``asyncio.sleep``; injectable, so a test can record the waits instead of
+            sleeping). The waits come from Redis's clock, so there is no clock to inject.
     """
 
     def __init__(
@@ -116,6 +119,7 @@ class RedisRateLimiter(Limiter):
         *,
         prefix: str = "bitrix_openlines:bucket:",
         fallback: Limiter | None = None,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         if fallback is not None and not isinstance(fallback, Limiter):
             raise TypeError(f"fallback must be a Limiter, got {type(fallback).__name__}")
@@ -123,6 +127,7 @@ class RedisRateLimiter(Limiter):
         self.rate_limit = rate_limit or RateLimit.standard()
         self._prefix = prefix
         self._fallback = fallback
+        self._sleep = sleep
         self._falling_back: set[str] = set()
         interval = 1_000_000 / self.rate_limit.requests_per_second
         self._interval_us = round(interval)
@@ -169,7 +174,7 @@ class RedisRateLimiter(Limiter):
             assert self._fallback is not None
             await self._fallback.acquire(portal, cost)
         elif wait > 0:
-            await asyncio.sleep(wait)
+            await self._sleep(wait)
 
     async def penalize(self, portal: str) -> None:
         """Mark ``portal``'s shared bucket full (the portal answered 503)."""

@@ -111,13 +111,18 @@ async def test_unknown_and_expired_tokens(http: aiohttp.ClientSession) -> None:
 
 async def test_issued_tokens_have_the_documented_shape(portal: FakePortal) -> None:
     example = load_example("oauth__token_refresh__200.json")
+    before = time.time()
     tokens = portal.issue_tokens()
+    after = time.time()
     assert list(tokens) == list(example)
     assert {k: type(v) for k, v in tokens.items()} == {k: type(v) for k, v in example.items()}
     assert tokens["client_endpoint"] == portal.client_endpoint
     assert tokens["member_id"] == portal.member_id
     assert tokens["expires_in"] == 3600
-    assert abs(tokens["expires"] - (time.time() + 3600)) < 5
+    # An hour after issue, on the portal's Unix time (the wall clock at its start plus its
+    # monotonic clock since; rounded up): within the real time around the issue, whatever
+    # the load, give or take a second of drift between the two clocks.
+    assert before + 3600 - 1 <= tokens["expires"] <= after + 3600 + 2
     assert tokens["access_token"] != portal.issue_tokens()["access_token"]
 
 
@@ -225,7 +230,7 @@ async def test_authorization_code_is_single_use_and_short_lived(
 
 
 async def test_rejected_auth_still_takes_a_bucket_slot(http: aiohttp.ClientSession) -> None:
-    async with FakePortal(dialogs=1, rate=0.001, burst=3) as portal:
+    async with FakePortal(dialogs=1, rate=2.0, burst=3, clock=FakeClock()) as portal:
         bad = portal.base_url + "/rest/1/wrong/" + DIALOG_GET
         for _ in range(3):
             assert (await call(http, bad, {"CHAT_ID": 1}))[0] == 401

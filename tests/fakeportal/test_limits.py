@@ -21,7 +21,7 @@ OPERATION_LIMIT = {
 async def test_60_rapid_requests_to_a_burst_50_portal_give_exactly_10_503s(
     http: aiohttp.ClientSession,
 ) -> None:
-    async with FakePortal(dialogs=5, rate=0.0001, burst=50) as portal:
+    async with FakePortal(dialogs=5, rate=2.0, burst=50, clock=FakeClock()) as portal:
         url = portal.webhook_url + DIALOG_GET
         answers = await asyncio.gather(*(call(http, url, {"CHAT_ID": 1}) for _ in range(60)))
         statuses = [status for status, _ in answers]
@@ -47,7 +47,7 @@ async def test_the_bucket_drains_at_rate(http: aiohttp.ClientSession) -> None:
 
 
 async def test_a_batch_takes_one_slot(http: aiohttp.ClientSession) -> None:
-    async with FakePortal(dialogs=5, rate=0.0001, burst=2) as portal:
+    async with FakePortal(dialogs=5, rate=2.0, burst=2, clock=FakeClock()) as portal:
         cmd = {f"c{i}": f"{DIALOG_GET}?CHAT_ID=1" for i in range(50)}
         for _ in range(2):
             status, body = await call(http, portal.webhook_url + "batch", {"cmd": cmd})

@@ -8,6 +8,7 @@ from typing import Any
 
 import attrs
 import pytest
+from _virtual_time import PacedLimiter, VirtualTime
 
 from bitrix_openlines import (
     DialogGet,
@@ -94,15 +95,20 @@ def _check(outcomes: list[DialogOutcome], queries: list[Any], expected: list[str
 
 
 async def test_5000_mixed_queries_give_5000_right_outcomes_in_order() -> None:
-    # 10/s keeps a 100 ms skew allowance (one free slot) even on a loaded machine.
-    async with FakePortal(dialogs=3000, forbidden=range(1, 3000, 37), rate=10.0) as portal:
+    # The limiter and the portal's bucket share a virtual clock: each batch reaches the
+    # portal when the limiter let it go, so the bucket's verdict does not depend on load.
+    clock = VirtualTime()
+    limiter = PacedLimiter(RateLimit(requests_per_second=10.0), clock)
+    async with FakePortal(
+        dialogs=3000, forbidden=range(1, 3000, 37), rate=10.0, clock=clock
+    ) as portal:
         queries, expected = _mixed_queries(portal, 5000, seed=1)
         seen: list[tuple[int, int, int | None]] = []
-        async with OpenLinesClient(
-            WebhookAuth(portal.webhook_url), rate_limit=RateLimit(requests_per_second=10.0)
-        ) as client:
-            outcomes = await client.get_dialogs(
-                queries, progress=lambda d, f, t: seen.append((d, f, t))
+        async with OpenLinesClient(WebhookAuth(portal.webhook_url), limiter=limiter) as client:
+            outcomes = await clock.run(
+                client.get_dialogs(queries, progress=lambda d, f, t: seen.append((d, f, t))),
+                limiter=limiter,
+                arrived=lambda: portal.stats.requests,
             )
         _check(outcomes, queries, expected)
         assert portal.stats.rejections.get("QUERY_LIMIT_EXCEEDED", 0) == 0
@@ -113,7 +119,13 @@ async def test_5000_mixed_queries_give_5000_right_outcomes_in_order() -> None:
             if o.request is not None
         }
         assert sum(portal.stats.commands.values()) == len(unique)
-        assert portal.stats.by_method["batch"] == -(-len(unique) // 50)
+        batches = -(-len(unique) // 50)
+        assert portal.stats.by_method["batch"] == batches == limiter.reserved
+    # Paced: the batches past the usable burst (49) went one slot (0.1 s) apart.
+    assert batches > 49
+    assert limiter.offsets()[49:] == pytest.approx(
+        [0.1 * k for k in range(1, batches - 48)], abs=1e-9
+    )
     assert seen[-1] == (5000, sum(1 for o in outcomes if not o.ok), 5000)
     assert [d for d, _, _ in seen] == list(range(1, 5001))
 
@@ -241,7 +253,9 @@ async def test_cancelling_a_job_leaves_nothing_running() -> None:
             job = asyncio.ensure_future(
                 client.get_dialogs([{"chat_id": i} for i in range(1, 501)])
             )
-            await asyncio.sleep(0.3)  # the batches are now in flight, waiting on the portal
+            while portal.stats.faults["slow"] == 0:  # until a batch waits on the portal
+                assert not job.done(), job
+                await asyncio.sleep(0.01)
             assert len(asyncio.all_tasks() - before) > 1
             job.cancel()
             with pytest.raises(asyncio.CancelledError):

@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 import pytest
+from _virtual_time import VirtualTime
 
 from bitrix_openlines import (
     InMemoryTokenStore,
@@ -42,13 +43,14 @@ def _auth(
 
 async def test_calls_go_on_across_token_expiry() -> None:
     saved: list[OAuthTokens] = []
-    async with FakePortal(dialogs=10, rate=None, access_token_ttl=0.3) as portal:
+    clock = VirtualTime()  # the portal's clock; it moves only when told
+    async with FakePortal(dialogs=10, rate=None, access_token_ttl=0.3, clock=clock) as portal:
         auth = _auth(portal, saved)
         async with OpenLinesClient(auth, retry=RetryPolicy.no_wait(), rate_limit=None) as client:
             for round_ in range(3):
                 dialog = await client.get_dialog(chat_id=round_ + 1)
                 assert dialog.id == round_ + 1
-                await asyncio.sleep(0.4)  # let the access token expire
+                clock.now += 0.4  # the access token expires
             assert portal.stats.refreshes == 2
             assert len(saved) == 2
             assert saved[-1] == auth.tokens

@@ -5,19 +5,23 @@ a forbidden or unknown one ``AccessError``, a malformed one ``InvalidQueryError`
 duplicate the outcome of its original. With a retry policy of 8 attempts, the chance that
 any fault survives all of them is about 1e-9 per request, so every failed outcome that is
 not one of those three is a fault the SDK let through: the test fails and says which.
+
+The client's limiter and the portal (its bucket and its tokens' lifetime) run on one
+virtual clock (``tests/_virtual_time.py``): the batches are paced at 8/s and the tokens
+expire every 2 s of that clock, so about 20 s of traffic and its expiries happen
+whatever the machine's speed, in a few seconds of real time.
 """
 
 from __future__ import annotations
 
-import asyncio
 import random
-import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any, Literal
 
 import attrs
 import pytest
+from _virtual_time import PacedLimiter, VirtualTime
 
 from bitrix_openlines import (
     DialogGet,
@@ -41,10 +45,10 @@ DIALOGS = 3000
 FORBIDDEN = range(7, DIALOGS + 1, 40)
 TOKEN_TTL = 2.0
 # ~8,000 unique requests are ~160 batches, plus ~10% retried after faults and a few
-# replays after each expiry: at 8 requests/s past the burst of 50 that is 20-30 seconds.
+# replays after each expiry: at 8 requests/s past the burst of 50 that is 20-30 seconds
+# of virtual time.
 RATE = 8.0
 BURST = 50
-RUN_TIMEOUT = 150.0
 
 Kind = Literal["dialog", "access", "invalid"]
 
@@ -173,6 +177,7 @@ def _mismatch(outcome: DialogOutcome, want: Expected) -> str | None:
     return None
 
 
+@pytest.mark.slow
 async def test_10000_queries_through_faults_and_expiring_tokens() -> None:
     faults = Faults(
         internal_error=0.02,
@@ -188,6 +193,8 @@ async def test_10000_queries_through_faults_and_expiring_tokens() -> None:
     def on_retry(event: RetryEvent) -> None:
         retries[event.reason] += 1
 
+    clock = VirtualTime()
+    limiter = PacedLimiter(RateLimit(requests_per_second=RATE, burst=BURST), clock)
     async with FakePortal(
         dialogs=DIALOGS,
         forbidden=FORBIDDEN,
@@ -195,6 +202,7 @@ async def test_10000_queries_through_faults_and_expiring_tokens() -> None:
         burst=BURST,
         access_token_ttl=TOKEN_TTL,
         faults=faults,
+        clock=clock,
     ) as portal:
         queries, expected = build_queries(portal.dialogs, seed=7)
         auth = OAuthAuth(
@@ -204,18 +212,17 @@ async def test_10000_queries_through_faults_and_expiring_tokens() -> None:
             token_url=portal.token_url,
         )
         progress: list[int] = []
-        started = time.monotonic()
         async with OpenLinesClient(
             auth,
-            rate_limit=RateLimit(requests_per_second=RATE, burst=BURST),
+            limiter=limiter,
             retry=RetryPolicy(max_attempts=8, base_delay=0.01, max_delay=0.2),
             hooks=Hooks(on_retry=on_retry, on_refresh=refreshes.append),
         ) as client:
-            outcomes = await asyncio.wait_for(
+            outcomes = await clock.run(
                 client.get_dialogs(queries, progress=lambda done, _f, _t: progress.append(done)),
-                RUN_TIMEOUT,
+                limiter=limiter,
+                arrived=lambda: portal.stats.requests,
             )
-        elapsed = time.monotonic() - started
         stats = portal.stats.copy()
 
     # Every query has exactly one outcome, in input order, carrying the query as given.
@@ -246,7 +253,9 @@ async def test_10000_queries_through_faults_and_expiring_tokens() -> None:
     assert stats.command_rejections["INTERNAL_SERVER_ERROR"] > 0
     assert stats.rejections["expired_token"] > 0
     assert stats.refreshes >= 5, stats.refreshes
-    assert elapsed > 4 * TOKEN_TTL, elapsed  # long enough for the tokens to expire
+    # Paced over long enough (on the shared clock) for the tokens to expire many times.
+    assert limiter.offsets()[-1] > 4 * TOKEN_TTL, limiter.offsets()[-1]
+    assert stats.rejections.get("QUERY_LIMIT_EXCEEDED", 0) == 0
     # Refresh tokens are single-use: one refresh per expiry, never a reused token.
     assert stats.rejections["invalid_grant"] == 0
     assert stats.refreshes == auth.refresh_count == len(refreshes)

@@ -54,6 +54,7 @@ from bitrix_openlines.errors import (
     RateLimitError,
     ServerError,
 )
+from bitrix_openlines.ratelimit import OperatingBudget
 
 pytestmark = [pytest.mark.reliability, pytest.mark.integration]
 
@@ -68,7 +69,6 @@ MAX_ATTEMPTS = 2
 # deadline keeps an example that answers it forever short.
 DEADLINE = 0.3
 HANG = 10.0  # a call that takes longer than this is a hang
-PAUSED_HANG = 5.0  # the same, for the calls whose deadline is 1 s
 QUERIES: list[dict[str, Any]] = [{"chat_id": 1}, {"chat_id": 2}, {"dialog_id": "chat3"}]
 
 FUZZ = settings(
@@ -595,9 +595,7 @@ def _odd_answers() -> list[Any]:
 
 @pytest.mark.parametrize(("answer", "expected"), _odd_answers())
 async def test_odd_dialog_get_answers(answer: dict[str, Any], expected: type) -> None:
-    started = time.monotonic()
-    got, requests = await get_dialog(answer)
-    assert time.monotonic() - started < HANG
+    got, requests = await get_dialog(answer)  # a hang would give a TimeoutError here
     assert isinstance(got, expected), f"expected {expected.__name__}, got {got!r}"[:500]
     check_get_dialog(got, requests)
 
@@ -686,39 +684,73 @@ async def test_odd_refresh_answers_give_documented_errors(answer: dict[str, Any]
 
 
 # -- the operating-time pause and the deadline ----------------------------------------------
+#
+# The budget and the retry policy run on a clock that moves only when they sleep, and
+# record every wait: a call that waited for the reset would show a wait of an hour (and
+# then be sent), not a slow test. (``HANG`` only turns a loop that never ends, waiting
+# hour after hour on that clock, into a failure.)
+
+
+class SteppedClock:
+    """A clock (Unix time, from the real time at its creation) moved only by ``sleep``."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += max(0.0, seconds)
+        await asyncio.sleep(0)
+
+
+def _paced_client(clock: SteppedClock) -> OpenLinesClient:
+    return OpenLinesClient(
+        WebhookAuth(WEBHOOK),
+        rate_limit=None,
+        operating_budget=OperatingBudget(clock=clock, sleep=clock.sleep),
+        retry=RetryPolicy(
+            max_attempts=2,
+            deadline=1.0,
+            base_delay=0.0,
+            max_delay=0.0,
+            rate_limit_pause=0.0,
+            sleep=clock.sleep,
+            clock=clock,
+        ),
+    )
 
 
 async def test_a_far_operating_reset_does_not_hold_the_next_call_past_its_deadline() -> None:
     # The first answer says the method's budget is spent until an hour from now. The next
     # call may not be sent before then, but its deadline (1 s) bounds the whole call
     # (docs/limits.md): it must give up with an error, not sleep for an hour.
-    spent = {"operating": 479.5, "operating_reset_at": int(time.time()) + 3600}
+    clock = SteppedClock()
+    spent = {"operating": 479.5, "operating_reset_at": int(clock.now) + 3600}
     answer = {"status": 200, "body": to_bytes({"result": DIALOG, "time": spent})}
-    with answering(DIALOG_URL, answer):
-        async with OpenLinesClient(
-            WebhookAuth(WEBHOOK),
-            rate_limit=None,
-            retry=RetryPolicy.no_wait(max_attempts=2, deadline=1.0),
-        ) as client:
+    with answering(DIALOG_URL, answer) as mocked:
+        async with _paced_client(clock) as client:
             assert (await client.get_dialog(chat_id=1)).id == DIALOG["id"]
-            started = time.monotonic()
             try:
-                second = await asyncio.wait_for(client.get_dialog(chat_id=1), PAUSED_HANG)
-            except TimeoutError:
-                pytest.fail(
-                    "the call waited for the method's reset, past its 1 s deadline "
-                    f"({time.monotonic() - started:.1f} s and counting)"
-                )
+                second = await asyncio.wait_for(client.get_dialog(chat_id=1), HANG)
             except Exception as exc:
                 check_error(exc)
             else:
                 pytest.fail(f"the call was sent while the method was paused: {second!r}")
+        assert requests_made(mocked) == 1
+    assert all(wait < 1.0 for wait in clock.sleeps), (
+        f"the call waited for the method's reset, past its 1 s deadline: {clock.sleeps}"
+    )
 
 
 async def test_operation_time_limit_inside_a_batch_respects_the_deadline() -> None:
     # One command answers OPERATION_TIME_LIMIT and the batch's time block says the budget
     # resets in an hour. The command may be re-queued only "within its deadline"
     # (docs/batch.md): with a 1 s deadline the job must end with that error for it.
+    clock = SteppedClock()
     result = {
         "result": {"c1": DIALOG, "c2": {**DIALOG, "id": 3, "dialog_id": "chat3"}},
         "result_error": {
@@ -728,17 +760,13 @@ async def test_operation_time_limit_inside_a_batch_respects_the_deadline() -> No
             }
         },
     }
-    reset = {"operating": 0, "operating_reset_at": int(time.time()) + 3600}
+    reset = {"operating": 0, "operating_reset_at": int(clock.now) + 3600}
     answer = {"status": 200, "body": to_bytes({"result": result, "time": reset})}
     with answering(BATCH_URL, answer):
-        async with OpenLinesClient(
-            WebhookAuth(WEBHOOK),
-            rate_limit=None,
-            retry=RetryPolicy.no_wait(max_attempts=2, deadline=1.0),
-        ) as client:
-            try:
-                outcomes = await asyncio.wait_for(client.get_dialogs(QUERIES), PAUSED_HANG)
-            except TimeoutError:
-                pytest.fail("get_dialogs waited for the method's reset, past its 1 s deadline")
+        async with _paced_client(clock) as client:
+            outcomes = await asyncio.wait_for(client.get_dialogs(QUERIES), HANG)
+    assert all(wait < 1.0 for wait in clock.sleeps), (
+        f"get_dialogs waited for the method's reset, past its 1 s deadline: {clock.sleeps}"
+    )
     assert isinstance(outcomes[0].error, OperationTimeLimitError), outcomes[0]
     assert [o.ok for o in outcomes[1:]] == [True, True]
