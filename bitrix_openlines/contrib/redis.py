@@ -57,7 +57,8 @@ logger = logging.getLogger("bitrix_openlines")
 
 
 # GCRA in microseconds on Redis's clock. KEYS[1]: the bucket. ARGV: interval, tolerance,
-# cost, mode ("acquire" or "penalize"), the usable bucket in microseconds.
+# cost, mode ("acquire", "penalize" or "release": give back cost slots of a reservation
+# that was never used), the usable bucket in microseconds.
 _BUCKET_SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -68,6 +69,8 @@ local new_tat
 local wait = 0
 if ARGV[4] == 'penalize' then
   new_tat = math.max(tat, now + tonumber(ARGV[5]))
+elseif ARGV[4] == 'release' then
+  new_tat = math.max(now, tat - tonumber(ARGV[3]) * interval)
 else
   local cost = tonumber(ARGV[3])
   local send_at = math.max(now, tat + (cost - 1) * interval - tonumber(ARGV[2]))
@@ -162,7 +165,10 @@ class RedisRateLimiter(Limiter):
         return int(waited) / 1_000_000
 
     async def acquire(self, portal: str, cost: int = 1) -> None:
-        """Reserve the next slot of ``portal``'s shared bucket and wait for it."""
+        """Reserve the next slot of ``portal``'s shared bucket and wait for it.
+
+        A wait that is cancelled gives its slots back to the shared bucket.
+        """
         if isinstance(cost, bool) or not isinstance(cost, int) or cost < 1:
             raise ValueError(f"cost must be a positive integer, got {cost!r}")
         if cost > self.rate_limit.usable_burst:
@@ -174,7 +180,18 @@ class RedisRateLimiter(Limiter):
             assert self._fallback is not None
             await self._fallback.acquire(portal, cost)
         elif wait > 0:
-            await self._sleep(wait)
+            try:
+                await self._sleep(wait)
+            except BaseException:
+                # Cancelled while waiting: give the slots back to the shared bucket.
+                await asyncio.shield(self._release(portal, cost))
+                raise
+
+    async def _release(self, portal: str, cost: int) -> None:
+        try:
+            await self._run(portal, "release", cost)
+        except RedisUnavailableError:
+            logger.warning("could not give a cancelled slot back to Redis (unreachable)")
 
     async def penalize(self, portal: str) -> None:
         """Mark ``portal``'s shared bucket full (the portal answered 503)."""

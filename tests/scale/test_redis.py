@@ -133,6 +133,35 @@ async def test_penalize_makes_the_next_slot_one_interval_away(redis: Redis) -> N
     assert MINUTE_US - span <= second - first <= MINUTE_US
 
 
+async def test_cancelled_waits_give_their_slots_back(redis: Redis) -> None:
+    limit = RateLimit(requests_per_second=1 / 60, burst=6, headroom=1)  # 5 usable slots
+    never = asyncio.Event()
+    all_waiting = asyncio.Event()
+    asked: list[float] = []
+
+    async def blocked(seconds: float) -> None:
+        asked.append(seconds)
+        if len(asked) == 20:  # the 5 of the burst went; 20 wait
+            all_waiting.set()
+        await never.wait()  # a wait that ends only by cancellation
+
+    limiter = RedisRateLimiter(redis, limit, sleep=blocked)
+    portal = "https://cancel.bitrix24.com"
+    before = await redis_time_us(redis)
+    waiting = [asyncio.ensure_future(limiter.acquire(portal)) for _ in range(25)]
+    await asyncio.wait_for(all_waiting.wait(), 10)
+    for task in waiting:
+        task.cancel()
+    await asyncio.gather(*waiting, return_exceptions=True)
+    # Only the 5 slots used remain reserved: the next reservation is one slot away,
+    # not the 21 that the cancelled waits would have cost.
+    waits = Waits()
+    await RedisRateLimiter(redis, limit, sleep=waits.sleep).acquire(portal)
+    span = await redis_time_us(redis) - before
+    (wait,) = waits.us
+    assert MINUTE_US - span <= wait <= MINUTE_US
+
+
 async def test_buckets_are_per_portal(redis: Redis) -> None:
     waits = Waits()
     limit = RateLimit(requests_per_second=1 / 60, burst=2, headroom=0)
