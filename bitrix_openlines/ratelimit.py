@@ -354,12 +354,12 @@ class OperatingBudget:
     def bills_commands(self, batch_time: TimeInfo | None) -> bool:
         """Whether a ``batch`` answer's command blocks speak for the commands' methods.
 
-        Args:
-            batch_time: The ``time`` block of the ``batch`` answer itself.
-
         ``"auto"``: yes when the batch itself reports no operating time (the portal bills
         per method, so ``batch`` is at 0; or it meters nothing), no when it reports some
         (the portal bills ``batch``, and the commands' blocks carry copies of its total).
+
+        Args:
+            batch_time: The ``time`` block of the ``batch`` answer itself.
         """
         if self.batch_billing != "auto":
             return self.batch_billing == "per_method"
