@@ -418,7 +418,7 @@ async def _request_tokens(
     """
     transport = Transport(session, timeouts=timeouts)
     try:
-        raw = await transport.get(token_url, params, method="oauth.token")
+        raw = await transport.get(token_url, params, method="oauth.token", redact=redactor)
     finally:
         await transport.close()
     body = decode_json(raw, "oauth.token", redactor)

@@ -37,7 +37,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import attrs
 
-from bitrix_openlines._convert import structure_result
+from bitrix_openlines._convert import structure_result, structure_time
 from bitrix_openlines.errors import (
     DecodeError,
     InvalidQueryError,
@@ -374,9 +374,13 @@ class BatchJob:
             # The whole batch failed after the policy's last attempt: every command fails.
             return settled + [(p, self._failure(p, error)) for p in chunk]
         rate_limited = False
+        # The commands' time blocks count for their methods only where the portal bills
+        # them so (not where they carry copies of batch's own total: that pauses batch).
+        per_method = budget.bills_commands(structure_time(answer.envelope.get("time")))
         for key, pending in zip(keys, chunk, strict=True):
             command = parsed[key]
-            budget.observe(pending.method, command.time)
+            if per_method:
+                budget.observe(pending.method, command.time)
             settled.append((pending, self._settle(pending, command, reset_at)))
             # A bucket refusal (not a method's budget: that pauses the method instead).
             refusal = command.error

@@ -197,6 +197,21 @@ class OverloadError(RateLimitError):
 class InvalidArgumentError(ApiError):
     """The portal refused the parameters (``ERROR_ARGUMENT``, ``DIALOG_ID_EMPTY``, ...)."""
 
+    @property
+    def argument(self) -> str | None:
+        """The parameter the portal named (``ERROR_ARGUMENT``'s ``argument``), or ``None``.
+
+        ``None`` when the body names none (or an empty one, as some pages show); at most
+        200 characters of it.
+        """
+        value = self.extra.get("argument")
+        if not isinstance(value, str):
+            return None
+        return value[:_MAX_ARGUMENT] or None
+
+
+_MAX_ARGUMENT = 200
+
 
 class MethodNotFoundError(ApiError):
     """The portal does not know the method (``ERROR_METHOD_NOT_FOUND``, HTTP 404)."""

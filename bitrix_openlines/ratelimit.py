@@ -26,6 +26,16 @@ so far) and ``time.operating_reset_at``. :class:`OperatingBudget` pauses a metho
 429 for, until its reset time; other methods go on. The budget belongs to the portal, so
 every client of one portal in a process shares one (:meth:`OperatingBudget.shared`), as
 they share its bucket: the first 429 pauses the method for all of them.
+
+**Inside a batch** the accounts disagree (see ``docs/limits.md``): the official limits
+page bills each command to its own method (and ``batch`` itself not at all), while the
+official JS SDK's maintainers measured the whole batch billed to ``batch``, its running
+total copied into every command's ``result_time``. Read the second way as the first, a
+batch near the limit would pause single calls of its commands' methods for nothing; read
+the first way as the second, single calls would run into a 429. ``batch_billing="auto"``
+(the default) tells them apart by the answer itself: a portal that bills per method
+reports ``batch``'s own ``operating`` as 0, one that bills ``batch`` reports its total
+there. The commands' blocks are read for their methods only in the first case.
 """
 
 from __future__ import annotations
@@ -36,6 +46,7 @@ import math
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from typing import Final
 
 import attrs
 
@@ -43,6 +54,7 @@ from bitrix_openlines.errors import OperationTimeLimitError
 from bitrix_openlines.types.common import TimeInfo
 
 __all__ = [
+    "BATCH_BILLINGS",
     "LeakyBucketLimiter",
     "Limiter",
     "OperatingBudget",
@@ -51,6 +63,9 @@ __all__ = [
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
+
+BATCH_BILLINGS: Final = ("auto", "per_method", "batch")
+"""The values of ``OperatingBudget(batch_billing=)``."""
 
 
 def _positive(owner: str, name: str, value: object, *, integer: bool = False) -> None:
@@ -254,6 +269,10 @@ class OperatingBudget:
         fallback_pause: How long to pause after a 429 when no reset time is known.
         max_pause: The longest pause, whatever reset time an answer gives (the window is
             10 minutes; a reset further away, or not a finite number, is not believed).
+        batch_billing: How the portal bills the commands of a ``batch``: ``"per_method"``
+            (each to its own method: their ``result_time`` blocks are read for their
+            methods), ``"batch"`` (all to ``batch``: only the batch's own block counts),
+            or ``"auto"`` (the default: decided per answer, see the module docs).
         clock: Wall-clock Unix time (the portal's ``operating_reset_at`` is Unix time).
         sleep: The coroutine used to wait.
     """
@@ -265,10 +284,16 @@ class OperatingBudget:
         headroom: float = 5.0,
         fallback_pause: float = 10.0,
         max_pause: float = 660.0,
+        batch_billing: str = "auto",
         clock: Clock = time.time,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         _positive("OperatingBudget", "limit", limit)
+        if batch_billing not in BATCH_BILLINGS:
+            raise ValueError(
+                "OperatingBudget.batch_billing must be 'auto', 'per_method' or 'batch', "
+                f"got {batch_billing!r}"
+            )
         if not 0 <= headroom < limit:
             raise ValueError(f"OperatingBudget.headroom must be in [0, limit), got {headroom!r}")
         _positive("OperatingBudget", "fallback_pause", fallback_pause)
@@ -277,6 +302,7 @@ class OperatingBudget:
         self.headroom = float(headroom)
         self.fallback_pause = float(fallback_pause)
         self.max_pause = float(max_pause)
+        self.batch_billing = batch_billing
         self._clock = clock
         self._sleep = sleep
         self._paused_until: dict[str, float] = {}
@@ -324,6 +350,21 @@ class OperatingBudget:
         self._operating[key] = time_info.operating
         if time_info.operating >= self.limit - self.headroom:
             self.pause(method, time_info.operating_reset_at)
+
+    def bills_commands(self, batch_time: TimeInfo | None) -> bool:
+        """Whether a ``batch`` answer's command blocks speak for the commands' methods.
+
+        ``"auto"``: yes when the batch itself reports no operating time (the portal bills
+        per method, so ``batch`` is at 0; or it meters nothing), no when it reports some
+        (the portal bills ``batch``, and the commands' blocks carry copies of its total).
+
+        Args:
+            batch_time: The ``time`` block of the ``batch`` answer itself.
+        """
+        if self.batch_billing != "auto":
+            return self.batch_billing == "per_method"
+        operating = batch_time.operating if batch_time is not None else None
+        return operating is None or not math.isfinite(operating) or operating <= 0
 
     def pause(self, method: str, until: float | None = None) -> float:
         """Pause ``method`` until ``until`` (the last known reset, or a fallback pause).

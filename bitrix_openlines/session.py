@@ -312,7 +312,10 @@ class Session:
         error_code: str | None = None
         try:
             raw = await self.transport.post(
-                credentials.url(method), json_body(params), method=method
+                credentials.url(method),
+                json_body(params),
+                method=method,
+                redact=self.auth.redactor,
             )
             status = raw.status
             envelope = decode_envelope(raw, method, self.auth.redactor)

@@ -14,10 +14,12 @@ POST would lose its body (PROTOCOL.md section 1), so a 3xx becomes
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urljoin, urlsplit
 
 import aiohttp
 import attrs
@@ -36,6 +38,10 @@ from bitrix_openlines.wire import RawResponse
 __all__ = ["Timeouts", "Transport"]
 
 _USER_AGENT = f"bitrix-openlines/{__version__}"
+
+
+def _keep(text: str) -> str:
+    return text
 
 
 @attrs.frozen(slots=True)
@@ -108,8 +114,18 @@ class Transport:
             )
         return self._session
 
-    async def post(self, url: str, body: bytes, *, method: str | None = None) -> RawResponse:
+    async def post(
+        self,
+        url: str,
+        body: bytes,
+        *,
+        method: str | None = None,
+        redact: Callable[[str], str] = _keep,
+    ) -> RawResponse:
         """POST the JSON ``body`` to ``url`` and return the raw answer.
+
+        ``redact`` hides the caller's secrets in what the answer names (a redirect's new
+        address); the transport itself holds none.
 
         Raises:
             TransportError: The connection failed or dropped.
@@ -117,16 +133,29 @@ class Transport:
             PortalMovedError: The portal answered with a redirect.
             InvalidURLError: ``url`` is not a URL a request can be sent to (nothing sent).
         """
-        return await self._request("POST", url, method=method, data=body, headers=_JSON)
+        return await self._request(
+            "POST", url, method=method, redact=redact, data=body, headers=_JSON
+        )
 
     async def get(
-        self, url: str, params: Mapping[str, str], *, method: str | None = None
+        self,
+        url: str,
+        params: Mapping[str, str],
+        *,
+        method: str | None = None,
+        redact: Callable[[str], str] = _keep,
     ) -> RawResponse:
         """GET ``url`` with a query string and return the raw answer (same errors)."""
-        return await self._request("GET", url, method=method, params=dict(params))
+        return await self._request("GET", url, method=method, redact=redact, params=dict(params))
 
     async def _request(
-        self, verb: str, url: str, *, method: str | None, **kwargs: Any
+        self,
+        verb: str,
+        url: str,
+        *,
+        method: str | None,
+        redact: Callable[[str], str],
+        **kwargs: Any,
     ) -> RawResponse:
         session = self._get_session()
         if "User-Agent" not in session.headers:
@@ -139,7 +168,7 @@ class Transport:
                 verb, url, allow_redirects=False, timeout=self._timeout, **kwargs
             ) as response:
                 if 300 <= response.status < 400:
-                    raise _moved(response, method)
+                    raise _moved(response, method, redact)
                 body = await response.read()
                 return RawResponse(response.status, body, response.headers.get("Content-Type", ""))
         except TimeoutError:
@@ -218,20 +247,83 @@ def _invalid_url(reason: str | None, method: str | None) -> InvalidURLError:
     )
 
 
-def _moved(response: aiohttp.ClientResponse, method: str | None) -> PortalMovedError:
-    location = response.headers.get("Location", "")
-    try:
-        parts = urlsplit(location)
-    except ValueError:  # "http://[portal/": not a URL at all
-        new_address = None
-    else:
-        host = parts.netloc.rpartition("@")[2]  # never a user:password@ part
-        new_address = f"{parts.scheme}://{host}" if parts.scheme and host else None
-    where = f" to {new_address}" if new_address else ""
-    return PortalMovedError(
-        f"the portal answered {response.status} (moved{where}): it was renamed; "
-        "create the client again with the new address",
-        status=response.status,
-        method=method,
-        new_address=new_address,
+# A Location longer than this is not read (aiohttp already caps a header line at 8 KiB).
+_MAX_LOCATION = 2048
+_HOST_NAME = re.compile(r"[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _moved(
+    response: aiohttp.ClientResponse, method: str | None, redact: Callable[[str], str]
+) -> PortalMovedError:
+    new_address, where = _new_address(
+        str(response.url), response.headers.get("Location", ""), redact
     )
+    if new_address is not None:
+        text = (
+            f"the portal answered {response.status}: it moved to {new_address} (renamed); "
+            "the redirect is not followed: build the client again with the new address"
+        )
+    else:
+        text = f"the portal answered {response.status} {where}; the redirect is not followed"
+    return PortalMovedError(text, status=response.status, method=method, new_address=new_address)
+
+
+def _new_address(
+    request_url: str, location: str, redact: Callable[[str], str]
+) -> tuple[str | None, str]:
+    """The new scheme and host a redirect names, or ``None`` and why there is none.
+
+    Only the origin of the ``Location`` is kept: never its path or query (a webhook's
+    holds its code) nor a ``user:password@``. A relative ``Location`` is read against the
+    request's URL, so it names the same address: nothing new. A plain ``http://`` answer
+    to an ``https://`` request is taken as the ``https://`` form of its host (portals
+    serve HTTPS; credentials are never offered a downgrade), unless it names a port.
+    Anything else (another scheme, a host that is no host name, one that contains a
+    secret) gives ``None``.
+    """
+    if not location:
+        return None, "without a Location"
+    if len(location) > _MAX_LOCATION:
+        return None, "with a Location too long to read"
+    try:
+        origin = urlsplit(request_url)
+        parts = urlsplit(urljoin(request_url, location.strip()))
+        port = parts.port
+    except ValueError:  # "http://[portal/", "https://host:99999"
+        return None, "with a Location that cannot be parsed"
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS:
+        return None, "with a Location that is not an http(s) address"
+    host = parts.hostname or ""
+    if not _HOST_NAME.fullmatch(host):
+        try:
+            host = f"[{ipaddress.IPv6Address(host).compressed}]"
+        except ValueError:
+            return None, "with a Location whose host is not a host name"
+    if port == _DEFAULT_PORTS[scheme]:
+        port = None
+    if scheme == "http" and origin.scheme.lower() == "https":
+        if port is not None:
+            return None, "with a plain-http Location on another port"
+        scheme = "https"  # no downgrade: the https:// form of the same host
+    address = f"{scheme}://{host}" + (f":{port}" if port is not None else "")
+    if address == _origin(origin):
+        return None, "to a path of its own address"
+    if redact(address) != address:
+        return None, "to an address that contains a secret"
+    return address, f"to {address}"
+
+
+def _origin(parts: SplitResult) -> str:
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    if port == _DEFAULT_PORTS.get(scheme):
+        port = None
+    return f"{scheme}://{host}" + (f":{port}" if port is not None else "")

@@ -291,55 +291,65 @@ def decode_envelope(
 
 # -- the error table ---------------------------------------------------------------------
 
-# The one table: Bitrix24 error code (upper-cased) -> exception class. PROTOCOL.md section 3.2
-# plus the method-specific codes of imopenlines.dialog.get (section 7.2) and the OAuth
-# server's codes (section 6.1).
+# The one table: Bitrix24 error code (upper-cased) -> exception class; the retry verdict of
+# each class is RetryPolicy.reason's (retry.py). Where each code comes from, in the
+# official docs, bitrix24/b24restdocs at 5988ed13 (2026-08-21), else PROTOCOL.md:
+#   [sys]    _includes/system-errors.md: the table of error-codes.md, any method
+#   [oauth]  settings/oauth/error-codes.md: the OAuth server's codes
+#   [limits] limits.md
+#   [v3]     api-reference/rest-v3.md (ERROR_METHOD_NOT_FOUND, 404)
+#   [page]   a method's own page: WRONG_AUTH_TYPE (403) on api-reference/imopenlines/
+#            imconnector/*.md; ERROR_ARGUMENT and its "argument" on api-reference/entity/
+#            entities/*.md; ACCESS_ERROR and IM_NOT_INSTALLED on imopenlines-dialog-get.md
+#   [srv]    PROTOCOL.md 3.2: the server's code and the official SDKs, not the docs
+# tests/unit/test_errors.py (DOCS_CODES) checks each one with its class and verdict.
 _CODE_TABLE: Final[dict[str, type[ApiError]]] = {
     # Rate and load limits (PROTOCOL 3.2, 4.1, 4.2).
-    "QUERY_LIMIT_EXCEEDED": RateLimitError,
-    "OPERATION_TIME_LIMIT": OperationTimeLimitError,
-    "OVERLOAD_LIMIT": OverloadError,
+    "QUERY_LIMIT_EXCEEDED": RateLimitError,  # [sys] [limits] 503
+    "OPERATION_TIME_LIMIT": OperationTimeLimitError,  # [limits] 429
+    "OVERLOAD_LIMIT": OverloadError,  # [sys] 503, a manual block
     # Server faults.
-    "INTERNAL_SERVER_ERROR": ServerError,
-    "ERROR_UNEXPECTED_ANSWER": ServerError,
-    "CONNECTION_ERROR": ServerError,
+    "INTERNAL_SERVER_ERROR": ServerError,  # [sys] 500
+    "ERROR_UNEXPECTED_ANSWER": ServerError,  # [sys] 500
+    "CONNECTION_ERROR": ServerError,  # [srv] the portal could not reach its OAuth server
     # Arguments.
-    "ERROR_CORE": InvalidArgumentError,
-    "ERROR_ARGUMENT": InvalidArgumentError,
-    "INVALID_REQUEST": InvalidArgumentError,
-    "WRONG_ENCODING": InvalidArgumentError,
-    "DIALOG_ID_EMPTY": InvalidArgumentError,
-    "INVALID_ARG_VALUE": InvalidArgumentError,
+    "ERROR_CORE": InvalidArgumentError,  # [srv]
+    "ERROR_ARGUMENT": InvalidArgumentError,  # [page] 400, with "argument"
+    "INVALID_REQUEST": InvalidArgumentError,  # [sys] 400 "Https required"; [oauth]
+    "WRONG_ENCODING": InvalidArgumentError,  # [srv]
+    "DIALOG_ID_EMPTY": InvalidArgumentError,  # [srv] the 2024 dialog.get page
+    "INVALID_ARG_VALUE": InvalidArgumentError,  # [srv]
     # Method lookup and batch.
-    "ERROR_METHOD_NOT_FOUND": MethodNotFoundError,
-    "ERROR_MANIFEST_IS_NOT_AVAILABLE": MethodNotFoundError,
-    "ERROR_BATCH_LENGTH_EXCEEDED": BatchError,
-    "ERROR_BATCH_METHOD_NOT_ALLOWED": BatchError,
+    "ERROR_METHOD_NOT_FOUND": MethodNotFoundError,  # [v3] 404
+    "ERROR_MANIFEST_IS_NOT_AVAILABLE": MethodNotFoundError,  # [sys] 404
+    "ERROR_BATCH_LENGTH_EXCEEDED": BatchError,  # [sys] 400
+    "ERROR_BATCH_METHOD_NOT_ALLOWED": BatchError,  # [sys] 405
     # Authentication (PROTOCOL 3.2 and the OAuth server's codes, 6.1).
-    "NO_AUTH_FOUND": AuthError,
-    "INVALID_CREDENTIALS": AuthError,
-    "AUTHORIZATION_ERROR": AuthError,
-    "APPLICATION_NOT_FOUND": AuthError,
-    "PAYMENT_REQUIRED": AuthError,
-    "WRONG_CLIENT": AuthError,
-    "INVALID_GRANT": AuthError,
-    "INVALID_CLIENT": AuthError,
-    "NOT_INSTALLED": AuthError,
-    "METHOD_CONFIRM_WAITING": AuthError,
-    "EXPIRED_TOKEN": TokenExpiredError,
-    "INVALID_TOKEN": TokenExpiredError,
+    "NO_AUTH_FOUND": AuthError,  # [sys] 401
+    "INVALID_CREDENTIALS": AuthError,  # [sys] 403 (401 on method pages)
+    "WRONG_AUTH_TYPE": AuthError,  # [page] 403: a kind of authorisation the method refuses
+    "AUTHORIZATION_ERROR": AuthError,  # [srv]
+    "APPLICATION_NOT_FOUND": AuthError,  # [srv]
+    "PAYMENT_REQUIRED": AuthError,  # [oauth] the application's paid period ran out
+    "WRONG_CLIENT": AuthError,  # [srv]
+    "INVALID_GRANT": AuthError,  # [oauth]
+    "INVALID_CLIENT": AuthError,  # [oauth]
+    "NOT_INSTALLED": AuthError,  # [srv]
+    "METHOD_CONFIRM_WAITING": AuthError,  # [srv]
+    "EXPIRED_TOKEN": TokenExpiredError,  # [sys] 401
+    "INVALID_TOKEN": TokenExpiredError,  # [srv]
     # Access.
-    "ACCESS_ERROR": AccessError,
-    "ACCESS_DENIED": AccessError,
-    "INSUFFICIENT_SCOPE": AccessError,
-    "INVALID_SCOPE": AccessError,
-    "USER_ACCESS_ERROR": AccessError,
-    "METHOD_CONFIRM_DENIED": AccessError,
-    "ALLOWED_ONLY_INTRANET_USER": AccessError,
+    "ACCESS_ERROR": AccessError,  # [page] 400
+    "ACCESS_DENIED": AccessError,  # [sys] 403
+    "INSUFFICIENT_SCOPE": AccessError,  # [sys] 403; [oauth]
+    "INVALID_SCOPE": AccessError,  # [oauth]
+    "USER_ACCESS_ERROR": AccessError,  # [sys] 403
+    "METHOD_CONFIRM_DENIED": AccessError,  # [srv]
+    "ALLOWED_ONLY_INTRANET_USER": AccessError,  # [srv] the JS SDK's hard codes
     # The portal cannot serve REST at all.
-    "PORTAL_DELETED": PortalUnavailableError,
-    "WRONG_LICENSE": PortalUnavailableError,
-    "IM_NOT_INSTALLED": PortalUnavailableError,
+    "PORTAL_DELETED": PortalUnavailableError,  # [sys] 500 (the server sends 403)
+    "WRONG_LICENSE": PortalUnavailableError,  # [srv]
+    "IM_NOT_INSTALLED": PortalUnavailableError,  # [page] 400
 }
 
 
@@ -390,7 +400,12 @@ def error_from_payload(
     code = redact(str(raw_code)) if raw_code is not None else None
     raw_description = payload.get("error_description")
     description = redact(str(raw_description)) if raw_description is not None else ""
-    extra = {k: v for k, v in payload.items() if k not in ("error", "error_description")}
+    # Texts among the other keys (ERROR_ARGUMENT's "argument") are redacted like these.
+    extra = {
+        str(k): redact(v) if isinstance(v, str) else v
+        for k, v in payload.items()
+        if k not in ("error", "error_description")
+    }
     cls = error_class_for(code, status)
     if issubclass(cls, OperationTimeLimitError):
         return cls(

@@ -19,8 +19,9 @@ that does not parse is ignored, as PHP ignores it. Method names are lower-cased.
 Order of checks for ``/rest/`` (PROTOCOL.md section 3.1):
     1. transport suffix: none or ``.json`` is JSON; ``.xml`` (not emulated) or any other
        suffix after a known method name gives 500 ``INTERNAL_WRONG_TRANSPORT``;
-    2. ``moved_to`` set: 302 with ``Location: <moved_to><same path and query>``
-       (PROTOCOL.md section 1, portal domain change);
+    2. ``moved_to`` set (:meth:`FakePortal.move_to`) and the request's ``Host`` is not
+       its host: 302 with ``Location: <moved_to><same path and query>`` (PROTOCOL.md
+       section 1, portal domain change; the new address itself is served);
     3. unknown method: 404 ``ERROR_METHOD_NOT_FOUND`` (before auth);
     4. auth: 401 ``NO_AUTH_FOUND`` (no credentials), ``INVALID_CREDENTIALS`` (wrong
        webhook user or code), ``expired_token``, ``invalid_token``;
@@ -38,10 +39,24 @@ first failing check in the order above; a request the bucket rejects is not coun
 ``batch`` (PROTOCOL.md section 5): ``cmd`` is a map or a list of ``"method?query"``
 strings and ``halt`` is cast like PHP ``(bool)``. Each command is parsed with
 ``parse_str``, ``$result[key][field]`` references are substituted in param values (not in
-keys), and commands run one by one with the outer request's caller, each metered on its own
-method's operating budget. Past 50 commands each key gets ``ERROR_BATCH_LENGTH_EXCEEDED``,
+keys), and commands run one by one with the outer request's caller. Each is checked against
+its own method's operating budget; where its execution time is billed depends on
+``batch_billing`` (below). Past 50 commands each key gets ``ERROR_BATCH_LENGTH_EXCEEDED``,
 a nested ``batch`` gets ``ERROR_BATCH_METHOD_NOT_ALLOWED``, an unknown method
 ``ERROR_METHOD_NOT_FOUND``; with ``halt`` the first failure ends the batch.
+
+Operating time inside a ``batch`` (``batch_billing``), the two accounts of it:
+
+- ``"per_method"`` (the default; the official limits page: "An external call to batch is
+  not accounted for in operating. Nested calls are executed as separate methods"): each
+  command is billed to its own method; its ``result_time`` reports that method's total,
+  and the outer ``time.operating`` is 0;
+- ``"batch"`` (measured by the official JS SDK's maintainers, b24jssdk issue 459 and pull
+  request 539): the commands are billed to the method ``batch``; a blocked ``batch`` is
+  answered 429 as a whole, each ``result_time`` carries ``batch``'s running total (copied
+  into every sub-result, whatever the command's method) and the outer ``time`` the total
+  after the last command. The commands' own methods are not billed (single calls alone
+  spend them), though a command is still refused when its method is blocked.
 
 Faults are drawn only for requests that passed steps 1-5 (so they took a bucket slot) and
 never on the token endpoint. ``truncate`` cuts whatever body the call produced in half and
@@ -147,6 +162,7 @@ _BATCH_NOT_ALLOWED: Final[_ErrorSpec] = (
 )
 
 _BATCH: Final = "batch"
+_BATCH_BILLINGS: Final = ("per_method", "batch")
 _DIALOG_GET: Final = "imopenlines.dialog.get"
 # CRestUtil::BATCH_MAX_LENGTH (PROTOCOL.md section 5).
 _BATCH_MAX_LENGTH: Final = 50
@@ -285,7 +301,11 @@ class FakePortal:
         host: Interface to listen on.
         port: Port to listen on; 0 picks a free one.
         seed: Seed of the generated dialogs.
-        moved_to: When set (``http://host:port``), every REST call answers 302 to it.
+        moved_to: When set (``http://host:port``), every REST call to another host answers
+            302 to it; see :meth:`move_to`.
+        batch_billing: Where a ``batch`` command's execution time is billed:
+            ``"per_method"`` (to its own method, as the docs say) or ``"batch"`` (to the
+            method ``batch``, as measured); see the module docs.
         clock: Monotonic clock for the limiters and token expiry; ``time.monotonic``
             by default. Unix times in answers follow this clock too.
 
@@ -311,6 +331,7 @@ class FakePortal:
         port: int = 0,
         seed: int = 0,
         moved_to: str | None = None,
+        batch_billing: str = "per_method",
         clock: Callable[[], float] | None = None,
     ) -> None:
         self._clock: Callable[[], float] = clock if clock is not None else time.monotonic
@@ -336,13 +357,18 @@ class FakePortal:
             )
         if faults is not None and not isinstance(faults, Faults):
             raise ValueError(f"faults must be a Faults instance or None, got {faults!r}")
-        if moved_to is not None and not re.match(r"https?://[^/]", str(moved_to)):
-            raise ValueError(f"moved_to must be an http(s):// URL, got {moved_to!r}")
+        if batch_billing not in _BATCH_BILLINGS:
+            raise ValueError(
+                f"batch_billing must be 'per_method' or 'batch', got {batch_billing!r}"
+            )
         self._host = host
         self._port = port
         self._webhook_user_id = webhook_user_id
         self._legacy = bool(legacy_2024)
-        self._moved_to = moved_to.rstrip("/") if moved_to is not None else None
+        self._moved_to: str | None = None
+        self._moved_host = ""
+        self._set_moved_to(moved_to, "moved_to")
+        self._batch_billing = batch_billing
         self._operating_cost = float(operating_cost)
         self._operating_window = float(operating_window)
         self._bucket = (
@@ -521,6 +547,36 @@ class FakePortal:
         if faults is not None and not isinstance(faults, Faults):
             raise ValueError(f"faults must be a Faults instance or None, got {faults!r}")
         self._faults = FaultRoller(faults)
+
+    def move_to(self, address: str | None) -> None:
+        """Rename the portal: from now on, REST calls to any other host answer 302.
+
+        The ``Location`` is ``address`` plus the request's path and query (a webhook's
+        code included, as a real portal writes it); requests whose ``Host`` is already
+        ``address``'s are served. ``None`` stops redirecting.
+
+        Raises:
+            ValueError: ``address`` is not an ``http(s)://host[:port]`` URL.
+        """
+        self._set_moved_to(address, "address")
+
+    def _set_moved_to(self, address: str | None, parameter: str) -> None:
+        if address is None:
+            self._moved_to, self._moved_host = None, ""
+            return
+        match = re.fullmatch(r"https?://([^/?#@\s]+)/?", str(address))
+        if match is None:
+            raise ValueError(f"{parameter} must be an http(s)://host[:port] URL, got {address!r}")
+        self._moved_to = str(address).rstrip("/")
+        self._moved_host = match.group(1).lower()
+
+    def unix_time(self) -> float:
+        """The Unix time of the portal's answers (``operating_reset_at``, token expiry).
+
+        The wall clock when the portal was created plus what its clock counted since:
+        a test that injects a clock gives the client's ``OperatingBudget`` this one.
+        """
+        return self._unix_now()
 
     def reset_stats(self) -> None:
         """Zero :attr:`stats` in place."""
@@ -745,7 +801,7 @@ class FakePortal:
         method, transport = self._split_transport(segment)
         if transport != "json":
             return self._error_response(_ApiError(*_WRONG_TRANSPORT))
-        if self._moved_to is not None:
+        if self._moved_to is not None and request.host.lower() != self._moved_host:
             return web.Response(
                 status=302, headers={"Location": self._moved_to + request.raw_path}
             )
@@ -783,8 +839,18 @@ class FakePortal:
         """Run an admitted top-level call; return the HTTP status and the answer body."""
         if method == _BATCH:
             start = self._unix_now()
+            # Billed to "batch" (its total in the outer time), or not at all (operating 0).
+            billed = (caller.key, _BATCH) if self._batch_billing == "batch" else None
+            operating = self._operating
+            if billed is not None and operating is not None and operating.is_blocked(billed):
+                blocked = _ApiError(*_OPERATION_LIMIT)
+                self.stats.rejections[blocked.code] += 1
+                return blocked.status, blocked.body()
             result = self._run_batch(params, caller)
-            return 200, {"result": result, "time": self._time_block(start, self._unix_now(), None)}
+            return 200, {
+                "result": result,
+                "time": self._time_block(start, self._unix_now(), billed),
+            }
         outcome = self._execute(method, params, caller)
         if isinstance(outcome, _ApiError):
             self.stats.rejections[outcome.code] += 1
@@ -831,9 +897,17 @@ class FakePortal:
 
     # ----------------------------------------------------------------- execution
 
-    def _execute(self, method: str, params: dict[str, Any], caller: _Caller) -> _Outcome:
-        """Run one method under the operating budget; return (result, time) or the error."""
+    def _execute(
+        self, method: str, params: dict[str, Any], caller: _Caller, *, bill_to: str | None = None
+    ) -> _Outcome:
+        """Run one method under the operating budget; return (result, time) or the error.
+
+        It is refused when its own method is blocked; its time is billed to ``bill_to``
+        (``batch`` for a command when the portal bills batches so), else to the method,
+        and its time block reports that account's total.
+        """
         key = (caller.key, method)
+        billed = key if bill_to is None else (caller.key, bill_to)
         start = self._unix_now()
         if self._operating is not None and self._operating.is_blocked(key):
             return _ApiError(*_OPERATION_LIMIT)
@@ -844,8 +918,8 @@ class FakePortal:
         finally:
             # The server meters the handler whatever it returns (PROTOCOL.md 4.2).
             if self._operating is not None:
-                self._operating.record(key, self._operating_cost)
-        return result, self._time_block(start, self._unix_now(), key)
+                self._operating.record(billed, self._operating_cost)
+        return result, self._time_block(start, self._unix_now(), billed)
 
     def _run_batch(self, params: Mapping[str, Any], caller: _Caller) -> dict[str, Any]:
         """Run ``cmd`` like ``CRestProvider::methodsBatch`` (PROTOCOL.md section 5)."""
@@ -901,7 +975,9 @@ class FakePortal:
         if self._faults.roll_command_limit():
             self.stats.faults["command_query_limit"] += 1
             return _ApiError(*_QUERY_LIMIT)
-        return self._execute(method, params, caller)
+        return self._execute(
+            method, params, caller, bill_to=_BATCH if self._batch_billing == "batch" else None
+        )
 
     # ----------------------------------------------------------------- methods
 

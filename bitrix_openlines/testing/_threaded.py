@@ -199,6 +199,14 @@ class ThreadedFakePortal:
         """Replace the injected faults (see :meth:`FakePortal.set_faults`)."""
         self._call(lambda: self._portal.set_faults(faults))
 
+    def move_to(self, address: str | None) -> None:
+        """Rename the portal (see :meth:`FakePortal.move_to`)."""
+        self._call(lambda: self._portal.move_to(address))
+
+    def unix_time(self) -> float:
+        """The Unix time of the portal's answers (see :meth:`FakePortal.unix_time`)."""
+        return self._call(self._portal.unix_time)
+
     def reset_stats(self) -> None:
         """Zero the counters."""
         self._call(self._portal.reset_stats)

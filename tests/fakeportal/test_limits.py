@@ -148,3 +148,110 @@ async def test_no_operating_fields_without_the_limiter(http: aiohttp.ClientSessi
                 "date_start",
                 "date_finish",
             ]
+
+
+# -- operating time inside a batch: the two accounts (batch_billing) -----------------------
+
+
+async def test_per_method_billing_bills_each_command_to_its_method(
+    http: aiohttp.ClientSession,
+) -> None:
+    # The official limits page: "An external call to batch is not accounted for in
+    # operating. Nested calls are executed as separate methods".
+    async with FakePortal(
+        dialogs=5, operating_limit=100.0, operating_window=60.0, operating_cost=0.5
+    ) as portal:
+        cmd = [f"{DIALOG_GET}?CHAT_ID=1", "server.time", f"{DIALOG_GET}?CHAT_ID=2"]
+        status, body = await call(http, portal.webhook_url + "batch", {"cmd": cmd})
+        assert status == 200
+        times = body["result"]["result_time"]
+        # Each command reports its own method's total; the batch itself is not billed.
+        assert [t["operating"] for t in times] == pytest.approx([0.5, 0.5, 1.0])
+        assert body["time"]["operating"] == 0
+        # A single call afterwards sees what the commands of its method spent.
+        status, body = await call(http, portal.webhook_url + DIALOG_GET, {"CHAT_ID": 1})
+        assert body["time"]["operating"] == pytest.approx(1.5)
+
+
+async def test_batch_billing_bills_the_commands_to_batch(http: aiohttp.ClientSession) -> None:
+    # b24jssdk issue 459 / pull request 539: the batch is billed under "batch", and every
+    # sub-result carries batch's running total, whatever its method.
+    async with FakePortal(
+        dialogs=5,
+        operating_limit=100.0,
+        operating_window=60.0,
+        operating_cost=0.5,
+        batch_billing="batch",
+    ) as portal:
+        cmd = [f"{DIALOG_GET}?CHAT_ID=1", "server.time", f"{DIALOG_GET}?CHAT_ID=2"]
+        status, body = await call(http, portal.webhook_url + "batch", {"cmd": cmd})
+        assert status == 200
+        times = body["result"]["result_time"]
+        assert [t["operating"] for t in times] == pytest.approx([0.5, 1.0, 1.5])
+        assert body["time"]["operating"] == pytest.approx(1.5)
+        assert body["time"]["operating_reset_at"] == times[0]["operating_reset_at"]
+        # The second batch goes on from batch's total.
+        status, body = await call(http, portal.webhook_url + "batch", {"cmd": cmd[:1]})
+        assert body["result"]["result_time"][0]["operating"] == pytest.approx(2.0)
+        assert body["time"]["operating"] == pytest.approx(2.0)
+        # The commands' own methods were not billed: a single call starts from nothing.
+        status, body = await call(http, portal.webhook_url + DIALOG_GET, {"CHAT_ID": 1})
+        assert body["time"]["operating"] == pytest.approx(0.5)
+
+
+async def test_batch_billing_blocks_the_whole_batch_past_the_limit(
+    http: aiohttp.ClientSession,
+) -> None:
+    clock = FakeClock()
+    async with FakePortal(
+        dialogs=5,
+        operating_limit=1.0,
+        operating_window=60.0,
+        operating_cost=0.4,
+        batch_billing="batch",
+        clock=clock,
+    ) as portal:
+        cmd = [f"{DIALOG_GET}?CHAT_ID=1"] * 5
+        status, body = await call(http, portal.webhook_url + "batch", {"cmd": cmd})
+        # The check is made before the batch, not per command: all five run (2.0 s).
+        assert status == 200
+        assert body["result"]["result_error"] == []
+        assert body["time"]["operating"] == pytest.approx(2.0)
+        assert await call(http, portal.webhook_url + "batch", {"cmd": cmd}) == (
+            429,
+            OPERATION_LIMIT,
+        )
+        assert portal.stats.rejections == {"OPERATION_TIME_LIMIT": 1}
+        # Single calls of the commands' method are not blocked: it was not billed.
+        status, _ = await call(http, portal.webhook_url + DIALOG_GET, {"CHAT_ID": 1})
+        assert status == 200
+        clock.advance(61.0)  # the window ran out
+        status, body = await call(http, portal.webhook_url + "batch", {"cmd": cmd[:1]})
+        assert status == 200
+        assert body["time"]["operating"] == pytest.approx(0.4)
+
+
+async def test_batch_billing_still_refuses_a_command_whose_method_is_blocked(
+    http: aiohttp.ClientSession,
+) -> None:
+    async with FakePortal(
+        dialogs=5,
+        operating_limit=1.0,
+        operating_window=60.0,
+        operating_cost=0.6,
+        batch_billing="batch",
+    ) as portal:
+        for _ in range(2):  # single calls spend dialog.get's budget: 1.2 s
+            await call(http, portal.webhook_url + DIALOG_GET, {"CHAT_ID": 1})
+        cmd = {"dialog": f"{DIALOG_GET}?CHAT_ID=1", "time": "server.time"}
+        status, body = await call(http, portal.webhook_url + "batch", {"cmd": cmd})
+        assert status == 200
+        assert body["result"]["result_error"] == {"dialog": OPERATION_LIMIT}
+        assert list(body["result"]["result"]) == ["time"]
+        assert portal.stats.command_rejections == {"OPERATION_TIME_LIMIT": 1}
+
+
+@pytest.mark.parametrize("value", ["batch ", "per-method", "", None, 1])
+def test_batch_billing_is_checked(value: object) -> None:
+    with pytest.raises(ValueError, match="batch_billing"):
+        FakePortal(batch_billing=value)  # type: ignore[arg-type]

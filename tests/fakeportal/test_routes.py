@@ -92,6 +92,28 @@ async def test_moved_portal_answers_302_to_the_same_path(http: aiohttp.ClientSes
         assert old_home.stats.by_method == {}
 
 
+async def test_a_renamed_portal_serves_its_new_address_and_redirects_the_old(
+    http: aiohttp.ClientSession,
+) -> None:
+    async with FakePortal(dialogs=3) as portal:
+        path = portal.webhook_url.removeprefix(portal.base_url) + DIALOG_GET
+        old = f"http://localhost:{portal.port}"
+        # Renamed from "localhost" to "127.0.0.1": the old name answers 302 to the new.
+        portal.move_to(portal.base_url)
+        async with http.post(old + path, json={"CHAT_ID": 1}, allow_redirects=False) as answer:
+            assert answer.status == 302
+            assert answer.headers["Location"] == portal.base_url + path
+        status, body = await call(http, portal.base_url + path, {"CHAT_ID": 1})
+        assert status == 200
+        assert body["result"]["id"] == 1
+        portal.move_to(None)
+        status, _ = await call(http, old + path, {"CHAT_ID": 1})
+        assert status == 200
+        assert portal.stats.by_method[DIALOG_GET] == 2  # the 302 is not a call
+        with pytest.raises(ValueError, match="address"):
+            portal.move_to("127.0.0.1")
+
+
 async def test_server_time_and_revision_get(
     portal: FakePortal, http: aiohttp.ClientSession
 ) -> None:
@@ -148,6 +170,9 @@ async def test_close_is_idempotent_and_start_twice_fails() -> None:
         ({"webhook_user_id": 0}, "webhook_user_id"),
         ({"port": 70000}, "port"),
         ({"moved_to": "portal.example"}, "moved_to"),
+        ({"moved_to": "https://portal.example/rest/"}, "moved_to"),
+        ({"moved_to": "https://user@portal.example"}, "moved_to"),
+        ({"batch_billing": "each"}, "batch_billing"),
         ({"faults": 0.5}, "faults"),
     ],
 )

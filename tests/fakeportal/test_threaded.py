@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import socket
@@ -202,3 +203,26 @@ def test_plugin_alone_in_a_clean_pytest_run(tmp_path: Path) -> None:
     output = completed.stdout + completed.stderr
     assert "2 passed, 1 error" in output, output
     assert "takes keyword arguments only" in output, output
+
+
+def test_threaded_portal_moves_and_tells_its_unix_time() -> None:
+    with ThreadedFakePortal(dialogs=2, rate=None) as portal:
+        path = urllib.parse.urlsplit(portal.webhook_url).path + DIALOG_GET
+        portal.move_to("https://renamed.example")
+        connection = http.client.HTTPConnection(
+            "127.0.0.1", urllib.parse.urlsplit(portal.base_url).port
+        )
+        try:
+            connection.request(
+                "POST", path, body=b"{}", headers={"Content-Type": "application/json"}
+            )
+            answer = connection.getresponse()
+            answer.read()
+        finally:
+            connection.close()
+        assert answer.status == 302
+        assert answer.getheader("Location") == "https://renamed.example" + path
+        portal.move_to(None)
+        assert post(portal.webhook_url + DIALOG_GET, {"CHAT_ID": 1})[0] == 200
+        first = portal.unix_time()
+        assert portal.unix_time() >= first

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import time
+from typing import Any
 
 import pytest
 from _unit_helpers import DIALOG_GET, FakeClock, error_body, make_client, recorded, webhook_url
@@ -84,6 +85,63 @@ OAUTH_SERVER_CODES = [
     "NOT_INSTALLED",
 ]
 
+# Every code of the official docs, written out from the pages (bitrix24/b24restdocs at
+# 5988ed13, 2026-08-21): code as the page spells it -> (HTTP status the page gives,
+# expected class, retry verdict). Verdicts: "pace" (sent again when the limiter or the
+# budget allows, within the deadline, using no attempt), "idempotent" (retried with
+# backoff for idempotent methods only), "refresh" (OAuth refreshes the token and replays
+# the call: not a retry), "final" (raised at once).
+SYSTEM_ERRORS = "_includes/system-errors.md"  # the table of error-codes.md
+DOCS_CODES: dict[str, tuple[str, int, type[ApiError], str]] = {
+    "INTERNAL_SERVER_ERROR": (SYSTEM_ERRORS, 500, ServerError, "idempotent"),
+    "ERROR_UNEXPECTED_ANSWER": (SYSTEM_ERRORS, 500, ServerError, "idempotent"),
+    "QUERY_LIMIT_EXCEEDED": (SYSTEM_ERRORS, 503, RateLimitError, "pace"),
+    "ERROR_BATCH_METHOD_NOT_ALLOWED": (SYSTEM_ERRORS, 405, BatchError, "final"),
+    "ERROR_BATCH_LENGTH_EXCEEDED": (SYSTEM_ERRORS, 400, BatchError, "final"),
+    "NO_AUTH_FOUND": (SYSTEM_ERRORS, 401, AuthError, "final"),
+    "INVALID_REQUEST": (SYSTEM_ERRORS, 400, InvalidArgumentError, "final"),
+    "OVERLOAD_LIMIT": (SYSTEM_ERRORS, 503, OverloadError, "final"),
+    "ACCESS_DENIED": (SYSTEM_ERRORS, 403, AccessError, "final"),
+    "INVALID_CREDENTIALS": (SYSTEM_ERRORS, 403, AuthError, "final"),
+    "ERROR_MANIFEST_IS_NOT_AVAILABLE": (SYSTEM_ERRORS, 404, MethodNotFoundError, "final"),
+    "insufficient_scope": (SYSTEM_ERRORS, 403, AccessError, "final"),
+    "expired_token": (SYSTEM_ERRORS, 401, TokenExpiredError, "refresh"),
+    "user_access_error": (SYSTEM_ERRORS, 403, AccessError, "final"),
+    "PORTAL_DELETED": (SYSTEM_ERRORS, 500, PortalUnavailableError, "final"),
+    # The OAuth server's codes: the page gives no status; these are the SDKs' (PROTOCOL 6.1).
+    "invalid_request": ("settings/oauth/error-codes.md", 400, InvalidArgumentError, "final"),
+    "invalid_client": ("settings/oauth/error-codes.md", 401, AuthError, "final"),
+    "invalid_scope": ("settings/oauth/error-codes.md", 403, AccessError, "final"),
+    "invalid_grant": ("settings/oauth/error-codes.md", 400, AuthError, "final"),
+    "PAYMENT_REQUIRED": ("settings/oauth/error-codes.md", 401, AuthError, "final"),
+    "OPERATION_TIME_LIMIT": ("limits.md", 429, OperationTimeLimitError, "pace"),
+    "ERROR_METHOD_NOT_FOUND": ("api-reference/rest-v3.md", 404, MethodNotFoundError, "final"),
+    "WRONG_AUTH_TYPE": (
+        "api-reference/imopenlines/imconnector/imconnector-register.md",
+        403,
+        AuthError,
+        "final",
+    ),
+    "ERROR_ARGUMENT": (
+        "api-reference/entity/entities/entity-add.md",
+        400,
+        InvalidArgumentError,
+        "final",
+    ),
+    "ACCESS_ERROR": (
+        "api-reference/imopenlines/openlines/sessions/imopenlines-dialog-get.md",
+        400,
+        AccessError,
+        "final",
+    ),
+    "IM_NOT_INSTALLED": (
+        "api-reference/imopenlines/openlines/sessions/imopenlines-dialog-get.md",
+        400,
+        PortalUnavailableError,
+        "final",
+    ),
+}
+
 
 # -- the table ---------------------------------------------------------------------------
 
@@ -120,6 +178,153 @@ def test_protocol_code_is_in_the_table_with_the_expected_class(
 @pytest.mark.parametrize("code", OAUTH_SERVER_CODES)
 def test_oauth_server_codes_are_in_the_table(code: str) -> None:
     assert code.upper() in _CODE_TABLE
+
+
+def _verdict(error: ApiError) -> str:
+    """What the retry policy does with ``error``, in the words of DOCS_CODES."""
+    policy = RetryPolicy()
+    for_idempotent = policy.reason(error, idempotent=True)
+    for_others = policy.reason(error, idempotent=False)
+    if policy.paces(error):
+        assert for_idempotent is not None
+        assert for_others is not None
+        return "pace"
+    if for_idempotent is not None:
+        assert for_others is None  # a call that may have happened is never sent twice
+        return "idempotent"
+    assert for_others is None
+    return "refresh" if isinstance(error, TokenExpiredError) else "final"
+
+
+@pytest.mark.parametrize(("code", "expected"), sorted(DOCS_CODES.items()))
+def test_docs_code_has_its_class_and_retry_verdict(
+    code: str, expected: tuple[str, int, type[ApiError], str]
+) -> None:
+    page, status, cls, verdict = expected
+    assert code.upper() in _CODE_TABLE, f"{code} ({page}) missing from the table"
+    error = error_from_payload(
+        {"error": code, "error_description": f"{code} description"}, status=status, method="m"
+    )
+    assert type(error) is cls, page
+    assert error.code == code
+    assert error.status == status
+    assert _verdict(error) == verdict, page
+    # Inside a batch (outer status 200) the code decides alike.
+    in_batch = error_from_payload({"error": code}, status=200, method="m")
+    assert type(in_batch) is cls
+    assert _verdict(in_batch) == verdict
+
+
+def test_wrong_auth_type_is_an_auth_error_never_retried() -> None:
+    # The body of the imconnector.* pages (403).
+    error = error_from_payload(
+        {
+            "error": "WRONG_AUTH_TYPE",
+            "error_description": "Access for this method not allowed by session authorization.",
+        },
+        status=403,
+        method="imconnector.register",
+    )
+    assert type(error) is AuthError
+    assert RetryPolicy().reason(error, idempotent=True) is None
+
+
+# -- ERROR_ARGUMENT's argument -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "argument"),
+    [
+        # The entity.* pages' examples, as written there.
+        (
+            {
+                "error": "ERROR_ARGUMENT",
+                "error_description": "Argument 'ENTITY' is null or empty",
+                "argument": "ENTITY",
+            },
+            "ENTITY",
+        ),
+        (
+            {
+                "error": "ERROR_ARGUMENT",
+                "error_description": "Entity code is too long. Max length is 13 characters.",
+                "argument": "",
+            },
+            None,
+        ),
+        ({"error": "ERROR_ARGUMENT", "error_description": "Bad value"}, None),
+        ({"error": "ERROR_ARGUMENT", "argument": None}, None),
+        ({"error": "ERROR_ARGUMENT", "argument": 7}, None),
+        ({"error": "ERROR_ARGUMENT", "argument": ["CHAT_ID"]}, None),
+        ({"error": "ERROR_ARGUMENT", "argument": "X" * 5000}, "X" * 200),
+    ],
+)
+def test_error_argument_is_reachable_typed(body: dict[str, Any], argument: str | None) -> None:
+    error = error_from_payload(body, status=400, method="entity.add")
+    assert isinstance(error, InvalidArgumentError)
+    assert error.argument == argument
+    # What the portal sent stays in extra, as it sent it (but for redaction).
+    assert error.extra.get("argument") == body.get("argument")
+
+
+def test_error_argument_is_redacted_and_survives_pickling() -> None:
+    secret = "s3cr3tw3bh00kc0de"
+    error = error_from_payload(
+        {"error": "ERROR_ARGUMENT", "error_description": f"bad {secret}", "argument": secret},
+        status=400,
+        method="m",
+        redact=lambda text: text.replace(secret, "***"),
+    )
+    assert isinstance(error, InvalidArgumentError)
+    assert error.argument == "***"
+    assert secret not in repr(error.__dict__)
+    clone = _pickled(error)
+    assert isinstance(clone, InvalidArgumentError)
+    assert clone.argument == "***"
+
+
+async def test_error_argument_through_the_client() -> None:
+    url = webhook_url(DIALOG_GET)
+    body = {
+        "error": "ERROR_ARGUMENT",
+        "error_description": "Argument 'CHAT_ID' is null or empty",
+        "argument": "CHAT_ID",
+    }
+    with aioresponses() as mocked:
+        mocked.post(url, status=400, payload=body)
+        async with make_client() as client:
+            with pytest.raises(InvalidArgumentError) as caught:
+                await client.get_dialog(chat_id=13)
+        assert len(recorded(mocked, "POST", url)) == 1  # final
+    assert caught.value.argument == "CHAT_ID"
+    assert caught.value.code == "ERROR_ARGUMENT"
+
+
+async def test_error_argument_inside_a_batch() -> None:
+    url = webhook_url("batch")
+    answer = {
+        "result": {
+            "result": [],
+            "result_error": {
+                "c0": {
+                    "error": "ERROR_ARGUMENT",
+                    "error_description": "Argument 'CHAT_ID' is null or empty",
+                    "argument": "CHAT_ID",
+                }
+            },
+            "result_total": [],
+            "result_next": [],
+            "result_time": [],
+        },
+        "time": {"start": 1773683678, "finish": 1773683678.5, "duration": 0.5},
+    }
+    with aioresponses() as mocked:
+        mocked.post(url, payload=answer)
+        async with make_client() as client:
+            [outcome] = await client.get_dialogs([{"chat_id": 13}])
+    assert isinstance(outcome.error, InvalidArgumentError)
+    assert outcome.error.argument == "CHAT_ID"
+    assert outcome.error.status == 200
 
 
 def test_expired_token_case_insensitive() -> None:
@@ -292,7 +497,14 @@ def _expected_requests(cls: type[ApiError]) -> int | None:
     return 1  # final: auth, access, arguments, overload, ...
 
 
-@pytest.mark.parametrize(("code", "expected"), sorted(PROTOCOL_CODES.items()))
+# PROTOCOL.md's codes, and the docs' codes with the status their page gives.
+THROUGH_THE_CLIENT: dict[str, tuple[int, type[ApiError]]] = {
+    **PROTOCOL_CODES,
+    **{code: (status, cls) for code, (_, status, cls, _) in DOCS_CODES.items()},
+}
+
+
+@pytest.mark.parametrize(("code", "expected"), sorted(THROUGH_THE_CLIENT.items()))
 async def test_every_code_through_the_client(
     code: str, expected: tuple[int, type[ApiError]]
 ) -> None:

@@ -357,3 +357,104 @@ async def test_429_pauses_only_that_method(docs_examples: Path) -> None:
             # Within the deadline, the same method waits out its pause first.
             assert (await waiting.get_dialog(chat_id=13)).id == 1777
             assert clock.sleeps == [pytest.approx(11.0)]
+
+
+# -- operating time inside a batch: which account the commands' blocks speak for --------
+
+
+@pytest.mark.parametrize(
+    ("billing", "batch_time", "per_method"),
+    [
+        # auto: the batch's own block decides.
+        ("auto", TimeInfo(operating=0.0, operating_reset_at=1.0), True),  # docs, 2023 capture
+        ("auto", TimeInfo(operating=1.228, operating_reset_at=1.0), False),  # JS SDK's #459
+        ("auto", TimeInfo(start=1.0), True),  # a portal that meters nothing
+        ("auto", None, True),
+        ("auto", TimeInfo(operating=float("nan")), True),
+        # Fixed: the answer does not matter.
+        ("per_method", TimeInfo(operating=1.228), True),
+        ("per_method", None, True),
+        ("batch", TimeInfo(operating=0.0), False),
+        ("batch", None, False),
+    ],
+)
+def test_bills_commands_decision(
+    billing: str, batch_time: TimeInfo | None, per_method: bool
+) -> None:
+    budget, _ = _budget(batch_billing=billing)
+    assert budget.batch_billing == billing
+    assert budget.bills_commands(batch_time) is per_method
+
+
+def test_batch_billing_defaults_to_auto_and_is_checked() -> None:
+    assert OperatingBudget().batch_billing == "auto"
+    for value in ("per-method", "BATCH", "", None, True):
+        with pytest.raises(ValueError, match="batch_billing"):
+            OperatingBudget(batch_billing=value)  # type: ignore[arg-type]
+
+
+def _batch_answer(
+    now: float, result: Any, *, batch_operating: float, command_operating: float
+) -> Any:
+    """A two-command batch answer: both commands' blocks carry ``command_operating``."""
+    reset = int(now) + 300
+
+    def block(operating: float) -> dict[str, Any]:
+        return {
+            "start": int(now),
+            "finish": now + 0.5,
+            "duration": 0.5,
+            "processing": 0,
+            "date_start": "2026-03-16T20:54:38+03:00",
+            "date_finish": "2026-03-16T20:54:38+03:00",
+            "operating_reset_at": reset,
+            "operating": operating,
+        }
+
+    return {
+        "result": {
+            "result": {"c0": result, "c1": result},
+            "result_error": [],
+            "result_total": [],
+            "result_next": [],
+            "result_time": {"c0": block(command_operating), "c1": block(command_operating)},
+        },
+        "time": block(batch_operating),
+    }
+
+
+@pytest.mark.parametrize(
+    ("billing", "batch_operating", "dialog_paused", "batch_paused"),
+    [
+        # A portal that bills per method: batch at 0, the commands' totals are dialog.get's.
+        ("auto", 0.0, True, False),
+        ("per_method", 0.0, True, False),
+        ("batch", 0.0, False, False),  # wrong for this portal: the next single call gets 429
+        # A portal that bills batch: the commands carry copies of batch's total (479).
+        ("auto", 479.0, False, True),
+        ("batch", 479.0, False, True),
+        ("per_method", 479.0, True, True),  # wrong for this portal: single calls over-pause
+    ],
+)
+async def test_a_batch_near_the_limit_pauses_what_the_portal_bills(
+    docs_examples: Path,
+    billing: str,
+    batch_operating: float,
+    dialog_paused: bool,
+    batch_paused: bool,
+) -> None:
+    budget, clock = _budget(batch_billing=billing)
+    body = _batch_answer(
+        clock.now,
+        dialog_example(docs_examples)["result"],
+        batch_operating=batch_operating,
+        command_operating=479.0,
+    )
+    with aioresponses() as mocked:
+        mocked.post(webhook_url("batch"), payload=body)
+        async with make_client(operating_budget=budget) as client:
+            outcomes = await client.get_dialogs([{"chat_id": 1}, {"chat_id": 2}])
+    assert all(o.ok for o in outcomes)
+    assert (budget.paused_until(DIALOG_GET) is not None) is dialog_paused
+    assert (budget.paused_until("batch") is not None) is batch_paused
+    assert clock.sleeps == []  # nothing waited during the job itself

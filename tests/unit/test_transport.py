@@ -20,7 +20,7 @@ from _unit_helpers import (
 from aioresponses import aioresponses
 from yarl import URL as URL_OBJ
 
-from bitrix_openlines import RetryPolicy, Timeouts, __version__
+from bitrix_openlines import RetryPolicy, Timeouts, WebhookAuth, __version__
 from bitrix_openlines._redact import Redactor
 from bitrix_openlines.auth import Auth, Credentials
 from bitrix_openlines.errors import (
@@ -51,6 +51,34 @@ URL = webhook_url(DIALOG_GET)
         (f"https://admin:{WEBHOOK_CODE}@renamed.bitrix24.com/x", "https://renamed.bitrix24.com"),
         (f"/rest/1/{WEBHOOK_CODE}/elsewhere.json", None),
         ("", None),
+        # A network-path reference: a new host, on the request's scheme.
+        (f"//renamed.bitrix24.com/rest/1/{WEBHOOK_CODE}/x.json", "https://renamed.bitrix24.com"),
+        # Another path of the same address is no new address.
+        (f"https://portal.bitrix24.com/rest/1/{WEBHOOK_CODE}/x.json", None),
+        ("https://portal.bitrix24.com:443/x", None),
+        # Only the origin: no query, fragment or user info; host lower-cased.
+        (
+            f"HTTPS://Renamed.Bitrix24.COM?auth={WEBHOOK_CODE}#{WEBHOOK_CODE}",
+            "https://renamed.bitrix24.com",
+        ),
+        (f"https://{WEBHOOK_CODE}@renamed.bitrix24.com", "https://renamed.bitrix24.com"),
+        ("https://renamed.bitrix24.com:443/rest/", "https://renamed.bitrix24.com"),
+        ("https://[2001:DB8::1]:8443/rest/", "https://[2001:db8::1]:8443"),
+        # Another scheme: plain http is the https form of its host (never a downgrade)...
+        (f"http://renamed.bitrix24.com/rest/1/{WEBHOOK_CODE}/", "https://renamed.bitrix24.com"),
+        ("http://renamed.bitrix24.com:80/", "https://renamed.bitrix24.com"),
+        ("http://renamed.bitrix24.com:8080/", None),
+        # ... and anything but http(s) is no address at all.
+        ("ftp://renamed.bitrix24.com/rest/", None),
+        ("javascript:alert(1)", None),
+        ("mailto:admin@renamed.bitrix24.com", None),
+        # Hosts that are no host names, ports that are no ports, a Location too long.
+        ("https://bad_host!.bitrix24.com/", None),
+        ("https://renamed.bitrix24.com:99999/", None),
+        ("https://[portal/rest/", None),
+        ("https://" + "a" * 3000 + ".com/", None),
+        # A host that contains the webhook's code: not repeated.
+        (f"https://{WEBHOOK_CODE}.example.com/", None),
     ],
 )
 async def test_redirect_is_portal_moved_and_not_followed(
@@ -70,8 +98,34 @@ async def test_redirect_is_portal_moved_and_not_followed(
     assert error.method == DIALOG_GET
     assert WEBHOOK_CODE not in str(error)
     assert WEBHOOK_CODE not in repr(error)
+    assert WEBHOOK_CODE not in repr(error.__dict__)
+    assert "/rest/" not in str(error)
     if new_address:
         assert new_address in str(error)
+    else:
+        assert "not followed" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("location", "new_address"),
+    [
+        ("http://127.0.0.1:9000/rest/1/code/x.json", "http://127.0.0.1:9000"),
+        ("https://renamed.example/rest/", "https://renamed.example"),
+        ("/rest/1/code/x.json", None),
+        ("//localhost:9000/rest/", "http://localhost:9000"),
+    ],
+)
+async def test_redirect_of_a_plain_http_portal_keeps_its_scheme(
+    location: str, new_address: str | None
+) -> None:
+    # A loopback portal served over http (a fake portal): http stays http.
+    url = "http://127.0.0.1:8000/rest/1/code/imopenlines.dialog.get.json"
+    with aioresponses() as mocked:
+        mocked.post(url, status=302, headers={"Location": location})
+        async with make_client(auth=WebhookAuth("http://127.0.0.1:8000/rest/1/code/")) as client:
+            with pytest.raises(PortalMovedError) as caught:
+                await client.get_dialog(chat_id=13)
+    assert caught.value.new_address == new_address
 
 
 # -- timeouts and network errors ---------------------------------------------------------
