@@ -100,8 +100,9 @@ class EventLimits:
     An event is parsed before it can be verified, so these bound what anyone who knows
     the handler's URL can make the application do. A body past a limit raises
     :class:`EventError` naming the limit. The defaults are far above what a portal
-    sends (an ``ONIMBOTMESSAGEADD`` with a long message and its attachments is some
-    tens of KB and a few hundred fields, 6 levels deep)::
+    sends: an ``ONIMBOTMESSAGEADD`` with a long message and its attachments is at most a
+    few hundred KB (a non-Latin letter takes 6 bytes percent-encoded), a few hundred
+    fields, under 10 levels deep::
 
         parse_event(body, content_type, limits=EventLimits(max_bytes=4 * 1024 * 1024))
 
