@@ -286,8 +286,27 @@ def json_bodies(draw: st.DrawFn) -> str:
     members.append('"data":' + "[" * levels + data + "]" * levels)
     if draw(st.booleans()):
         token = draw(st.sampled_from(['"' + SECRET + '"', '"\\ud800"', "5", "[]", "null"]))
-        auth = draw(json_values(6))
-        members.append(f'"auth":{{"application_token":{token},"member_id":"m","x":{auth}}}')
+        extra = draw(json_values(6))
+        auth = f'"application_token":{token},"member_id":"m","x":{extra}'
+        if draw(st.booleans()):
+            # A token pair, so that auth.tokens() builds OAuthTokens from hostile values.
+            endpoint = draw(
+                st.sampled_from(
+                    [
+                        '"https://p.bitrix24.com/rest/"',
+                        '"http://[::1"',
+                        '"https://p.bitrix24.com:0/rest/"',
+                        '"javascript:alert(1)"',
+                        '"https://p.bitrix24.com/rest/%ZZ"',
+                        "5",
+                    ]
+                )
+            )
+            auth += (
+                f',"access_token":"a{SECRET}","refresh_token":"r{SECRET}",'
+                f'"client_endpoint":{endpoint},"expires_in":{draw(JSON_SCALAR)}'
+            )
+        members.append(f'"auth":{{{auth}}}')
     body = "{" + ",".join(draw(st.permutations(members))) + "}"
     cut = draw(st.sampled_from([None] * 18 + [1, 10]))
     return body if cut is None else body[:-cut]
