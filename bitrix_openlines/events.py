@@ -638,7 +638,7 @@ def _decode(
     body: bytes | str | Mapping[str, Any], content_type: str | None, limits: EventLimits
 ) -> Any:
     if isinstance(body, Mapping):
-        if any("[" in str(key) for key in body):
+        if any(isinstance(key, str) and "[" in key for key in body):
             # A flat form as a web framework hands it over (``auth[member_id]`` keys):
             # nest it. ``items()`` of a multidict yields every pair, repeated names too.
             body = parse_form_pairs(
@@ -647,11 +647,11 @@ def _decode(
         _check_tree(body, limits)
         return body
     if isinstance(body, bytes | bytearray | memoryview):
-        raw = bytes(body)
-        if len(raw) > limits.max_bytes:
-            raise _too_large(limits, len(raw))
+        size = body.nbytes if isinstance(body, memoryview) else len(body)
+        if size > limits.max_bytes:
+            raise _too_large(limits, size)  # before copying or decoding any of it
         try:
-            text = raw.decode("utf-8")
+            text = bytes(body).decode("utf-8")
         except UnicodeDecodeError:
             raise EventError("the event body is not UTF-8 text") from None
     elif isinstance(body, str):
@@ -745,12 +745,14 @@ def parse_event(
     auth_block = decoded.get("auth")
     if auth_block is not None and not isinstance(auth_block, Mapping):
         raise EventError(f"the event's 'auth' must be an object, got {type(auth_block).__name__}")
-    raw_handler = decoded.get("event_handler_id")
+    handler_field = "event_handler_id"
+    raw_handler = decoded.get(handler_field)
     if raw_handler is None:
-        raw_handler = decoded.get("eventId")
+        handler_field = "eventId"
+        raw_handler = decoded.get(handler_field)
     common: dict[str, Any] = {
         "name": name,
-        "handler_id": _opt_int(raw_handler, "event_handler_id"),
+        "handler_id": _opt_int(raw_handler, handler_field),
         "ts": _opt_int(decoded.get("ts"), "ts"),
         "data": data,
         "auth": None if auth_block is None else EventAuth.from_mapping(auth_block),

@@ -84,6 +84,8 @@ def test_body_past_max_bytes_is_refused_before_decoding() -> None:
     assert "max_bytes" in text
     # Bytes past the cap are not even decoded: an invalid tail does not matter.
     assert "max_bytes" in refused(body + b"\xff", FORM, max_bytes=len(body))
+    for buffer in (bytearray(body + b"y"), memoryview(body + b"y")):
+        assert f"({len(body) + 1:,} bytes)" in refused(buffer, FORM, max_bytes=len(body))
 
 
 def test_default_max_bytes_is_one_mib() -> None:
@@ -319,6 +321,7 @@ def test_verify_event_compares_any_token_without_error() -> None:
         (f'{{"event": "X", "ts": {2**63}}}', "ts"),
         (f"event=X&ts=-{2**63 + 1}", "ts"),
         ("event=X&event_handler_id=" + "9" * 30, "event_handler_id"),
+        ("event=X&eventId=" + "9" * 30, "eventId"),
         ("event=X&auth[expires_in]=" + "9" * 30, "auth[expires_in]"),
         ("event=ONOPENLINEMESSAGEADD&data[DATA][0][chat][id]=" + "9" * 20, "chat[id]"),
         ("event=ONOPENLINEMESSAGEADD&data[DATA][0][message][id]=" + "9" * 20, "message[id]"),
