@@ -16,6 +16,8 @@ Benchmarks (see ``benchmarks/README.md``):
   ``json.loads`` of the same answer.
 - ``decode_throughput``: ``Dialog`` structuring of the documented 38-field answer vs
   ``json.loads`` of it.
+- ``hostile_input``: ``parse_event`` of hostile event bodies (18/70/140 KiB of
+  ``data[]=x``, deep and wide forms, deep JSON) vs the 18 KiB time scaled by size.
 - ``peers_fast_bitrix24``: the 5,000-dialog job with fast-bitrix24, side by side (skipped
   unless the ``peers`` extra is installed).
 
@@ -45,6 +47,7 @@ from bitrix_openlines import __version__
 
 from ._result import Result
 from .decode import decode_throughput
+from .hostile_input import hostile_input
 from .iter_memory import iter_dialogs_memory
 from .multiprocess import multiprocess_redis
 from .peers import peers_fast_bitrix24
@@ -105,6 +108,12 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         "Dialog structuring of the documented answer vs json.loads",
         full=lambda: decode_throughput(dialogs=200_000),
         quick=lambda: decode_throughput(dialogs=40_000, rounds=10),
+    ),
+    Benchmark(
+        "hostile_input",
+        "parse_event of hostile event bodies: linear growth, each under 1 s",
+        full=lambda: hostile_input(repeats=15, with_cap_size=True),
+        quick=lambda: hostile_input(repeats=9, with_cap_size=False),
     ),
     Benchmark(
         "peers_fast_bitrix24",

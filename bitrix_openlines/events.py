@@ -19,6 +19,11 @@ event is a :class:`GenericEvent` with its raw ``data``. Parsing is defensive: nu
 strings, missing keys (default values) and unknown keys (kept in ``raw``) never fail;
 only a body that is not an event at all raises :class:`EventError`.
 
+Parsing is bounded too, since it runs before verification, on whatever a stranger posts:
+it takes time linear in the body, and refuses with :class:`EventError` a body past the
+:class:`EventLimits` (1 MiB, 10,000 fields, 64 levels by default), a lone surrogate in
+a text, or a number past PHP's 64-bit integers.
+
 Anyone can POST to a handler's URL, so an event is trusted only after
 :func:`verify_event` has compared its ``auth[application_token]`` with the one stored
 from the application's ``ONAPPINSTALL`` event (PROTOCOL.md 6.2). Tokens never appear in
@@ -46,6 +51,7 @@ __all__ = [
     "Event",
     "EventAuth",
     "EventError",
+    "EventLimits",
     "EventVerificationError",
     "GenericEvent",
     "LineInfo",
@@ -74,6 +80,48 @@ APP_INSTALL: Final = "ONAPPINSTALL"
 
 _INT: Final = re.compile(r"[+-]?[0-9]+")
 _FORM: Final = "application/x-www-form-urlencoded"
+# PHP's integers, and so every id and time a portal sends, are 64-bit.
+_INT_MIN: Final = -(2**63)
+_INT_MAX: Final = 2**63 - 1
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+
+def _positive_int(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{attribute.name} must be an int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{attribute.name} must be at least 1, got {value}")
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class EventLimits:
+    """How much of an incoming event :func:`parse_event` reads before refusing it.
+
+    An event is parsed before it can be verified, so these bound what anyone who knows
+    the handler's URL can make the application do. A body past a limit raises
+    :class:`EventError` naming the limit. The defaults are far above what a portal
+    sends: an ``ONIMBOTMESSAGEADD`` with a long message and its attachments is at most a
+    few hundred KB (a non-Latin letter takes 6 bytes percent-encoded), a few hundred
+    fields, under 10 levels deep::
+
+        parse_event(body, content_type, limits=EventLimits(max_bytes=4 * 1024 * 1024))
+
+    Attributes:
+        max_bytes: The largest body, in bytes (1 MiB; a ``str`` body counts its UTF-8
+            bytes). ``read_event`` stops reading past it.
+        max_fields: The most values: ``name=value`` pairs of a form body, or values
+            (strings, numbers, ``null``...) of a JSON body or a mapping (10,000).
+        max_depth: The deepest nesting below a top-level name: the brackets of a form
+            name (``data[DATA][0][chat][id]`` has 4), or as many levels of JSON objects
+            and lists below the top-level object (64, PHP's ``max_input_nesting_level``).
+    """
+
+    max_bytes: int = attrs.field(default=1024 * 1024, validator=_positive_int)
+    max_fields: int = attrs.field(default=10_000, validator=_positive_int)
+    max_depth: int = attrs.field(default=64, validator=_positive_int)
+
+
+_DEFAULT_LIMITS: Final = EventLimits()
 
 
 # ---------------------------------------------------------------------------------------
@@ -81,21 +129,38 @@ _FORM: Final = "application/x-www-form-urlencoded"
 # not promise every key.
 
 
-def _int(value: Any, default: int = 0) -> int:
-    number = _opt_int(value)
+def _int(value: Any, field: str, default: int = 0) -> int:
+    number = _opt_int(value, field)
     return default if number is None else number
 
 
-def _opt_int(value: Any) -> int | None:
+def _opt_int(value: Any, field: str) -> int | None:
+    """Read a number, or ``None`` for junk; a number past 64 bits is an EventError.
+
+    ``field`` names the value in that error (``ts``, ``chat[id]``...).
+    """
     if isinstance(value, bool):
         return int(value)
     if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and _INT.fullmatch(value.strip()):
-        return int(value.strip())
-    return None
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str) and _INT.fullmatch(text := value.strip()):
+        # Leading zeros aside, more than 19 digits cannot fit: refuse before int(), which
+        # is quadratic in the digits and refuses more than 4,300 of them (zeros count).
+        digits = text.lstrip("+-").lstrip("0")
+        if len(digits) > 19:
+            raise _out_of_range(field)
+        number = -int(digits or "0") if text.startswith("-") else int(digits or "0")
+    else:
+        return None
+    if not _INT_MIN <= number <= _INT_MAX:
+        raise _out_of_range(field)
+    return number
+
+
+def _out_of_range(field: str) -> EventError:
+    return EventError(f"the event's {field} is a number past the 64-bit integers a portal sends")
 
 
 def _str(value: Any) -> str:
@@ -103,6 +168,8 @@ def _str(value: Any) -> str:
         return ""
     if isinstance(value, bool):
         return "Y" if value else "N"
+    if isinstance(value, int) and not _INT_MIN <= value <= _INT_MAX:
+        return ""  # not a value of a portal's (and str() of it may refuse)
     return str(value)
 
 
@@ -129,10 +196,15 @@ def _list(value: Any) -> list[Any]:
     if isinstance(value, list | tuple):
         return list(value)
     if isinstance(value, Mapping):
-        if value and all(isinstance(k, str) and _INT.fullmatch(k) for k in value):
+        if value and all(isinstance(k, str) and _list_key(k) for k in value):
             return [value[k] for k in sorted(value, key=int)]
         return [value] if value else []
     return []
+
+
+def _list_key(key: str) -> bool:
+    # Up to 19 digits: a key int() reads at once (a longer one makes the map no list).
+    return len(key) <= 20 and _INT.fullmatch(key) is not None
 
 
 # ---------------------------------------------------------------------------------------
@@ -181,7 +253,7 @@ class EventAuth:
             access_token=_opt_str(auth.get("access_token")),
             refresh_token=_opt_str(auth.get("refresh_token")),
             application_token=_opt_str(auth.get("application_token")),
-            expires_in=_opt_int(auth.get("expires_in")),
+            expires_in=_opt_int(auth.get("expires_in"), "auth[expires_in]"),
             scope=_opt_str(auth.get("scope")),
             domain=_opt_str(auth.get("domain")),
             server_endpoint=_opt_str(auth.get("server_endpoint")),
@@ -448,14 +520,14 @@ def _connector(value: Any) -> ConnectorInfo:
     block = _mapping(value)
     return ConnectorInfo(
         connector_id=_str(block.get("connector_id")),
-        line_id=_int(block.get("line_id")),
+        line_id=_int(block.get("line_id"), "connector[line_id]"),
         chat_id=_str(block.get("chat_id")),
         user_id=_str(block.get("user_id")),
     )
 
 
 def _chat(value: Any) -> ChatInfo:
-    return ChatInfo(id=_int(_mapping(value).get("id")))
+    return ChatInfo(id=_int(_mapping(value).get("id"), "chat[id]"))
 
 
 def _message_item(entry: Mapping[str, Any]) -> MessageItem:
@@ -464,13 +536,13 @@ def _message_item(entry: Mapping[str, Any]) -> MessageItem:
         connector=_connector(entry.get("connector")),
         chat=_chat(entry.get("chat")),
         message=MessageInfo(
-            id=_int(message.get("id")),
+            id=_int(message.get("id"), "message[id]"),
             date=_opt_str(message.get("date")),
             text=_str(message.get("text")),
             files=tuple(_list(message.get("files"))),
             attach=message.get("attach") or None,
             system=_flag(message.get("system")),
-            user_id=_int(message.get("user_id")),
+            user_id=_int(message.get("user_id"), "message[user_id]"),
         ),
         # An empty PHP array is left out of a form body and is [] in JSON: both are None.
         ref=entry.get("ref") or None,
@@ -486,19 +558,19 @@ def _session_item(entry: Mapping[str, Any]) -> SessionItem:
     return SessionItem(
         connector=_connector(entry.get("connector")),
         session=SessionInfo(
-            id=_int(session.get("id")),
+            id=_int(session.get("id"), "session[id]"),
             closed=_flag(session.get("closed")),
-            parent_id=_int(session.get("parent_id")),
-            close_term=_int(session.get("close_term")),
+            parent_id=_int(session.get("parent_id"), "session[parent_id]"),
+            close_term=_int(session.get("close_term"), "session[close_term]"),
         ),
         chat=_chat(entry.get("chat")),
         user=(
-            UserInfo(id=_int(user.get("id")), name=_opt_str(user.get("name")))
+            UserInfo(id=_int(user.get("id"), "user[id]"), name=_opt_str(user.get("name")))
             if isinstance(user, Mapping)
             else None
         ),
         line=(
-            LineInfo(id=_int(line.get("id")), name=_opt_str(line.get("name")))
+            LineInfo(id=_int(line.get("id"), "line[id]"), name=_opt_str(line.get("name")))
             if isinstance(line, Mapping)
             else None
         ),
@@ -514,20 +586,83 @@ def _entries(data: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 # Parsing and verifying.
 
 
-def _decode(body: bytes | str | Mapping[str, Any], content_type: str | None) -> Any:
+def _check_tree(root: Any, limits: EventLimits) -> None:
+    """Refuse decoded values nested too deep, too many, or with a lone surrogate.
+
+    For a JSON body and a mapping (a form body is bounded as it is parsed). Iterative,
+    one visit per value: the structure's size bounds the work, and no recursion.
+    """
+    fields = 0
+    stack: list[tuple[Any, int]] = [(root, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, Mapping):
+            children: Any = node.items()
+        elif isinstance(node, list | tuple):
+            children = enumerate(node)
+        else:
+            fields += 1
+            if fields > limits.max_fields:
+                raise EventError(
+                    f"the event body has more than {limits.max_fields:,} values (max_fields)"
+                )
+            if isinstance(node, str):
+                _check_text(node)
+            continue
+        # The top-level object is depth 0, its values 1: a form's data[a][b] is depth 2.
+        if depth > limits.max_depth:
+            raise EventError(
+                f"the event body nests deeper than {limits.max_depth} levels (max_depth)"
+            )
+        for key, value in children:
+            if isinstance(key, str):
+                _check_text(key)
+            stack.append((value, depth + 1))
+
+
+def _check_text(text: str) -> None:
+    # A lone surrogate (JSON's "\ud800") is no Unicode text: it cannot be encoded, compared
+    # as bytes or sent back to the portal.
+    if not text.isascii() and _SURROGATE.search(text):
+        raise EventError("the event body has a lone surrogate (U+D800-U+DFFF) in a text")
+
+
+def _too_large(limits: EventLimits, size: int | None = None) -> EventError:
+    actual = "" if size is None else f" ({size:,} bytes)"
+    return EventError(
+        f"the event body is larger than {limits.max_bytes:,} bytes{actual} (max_bytes)"
+    )
+
+
+def _decode(
+    body: bytes | str | Mapping[str, Any], content_type: str | None, limits: EventLimits
+) -> Any:
     if isinstance(body, Mapping):
-        if any("[" in str(key) for key in body):
+        if any(isinstance(key, str) and "[" in key for key in body):
             # A flat form as a web framework hands it over (``auth[member_id]`` keys):
             # nest it. ``items()`` of a multidict yields every pair, repeated names too.
-            return parse_form_pairs(body.items())
+            body = parse_form_pairs(
+                body.items(), max_fields=limits.max_fields, max_depth=limits.max_depth
+            )
+        _check_tree(body, limits)
         return body
     if isinstance(body, bytes | bytearray | memoryview):
+        size = body.nbytes if isinstance(body, memoryview) else len(body)
+        if size > limits.max_bytes:
+            raise _too_large(limits, size)  # before copying or decoding any of it
         try:
             text = bytes(body).decode("utf-8")
         except UnicodeDecodeError:
             raise EventError("the event body is not UTF-8 text") from None
     elif isinstance(body, str):
         text = body
+        if len(text) > limits.max_bytes:  # each character is at least one byte
+            raise _too_large(limits)
+        if not text.isascii():
+            _check_text(text)
+            size = len(text.encode("utf-8"))
+            if size > limits.max_bytes:
+                raise _too_large(limits, size)
     else:
         raise TypeError(f"body must be bytes, str or a mapping, got {type(body).__name__}")
     if not text.strip():
@@ -535,7 +670,12 @@ def _decode(body: bytes | str | Mapping[str, Any], content_type: str | None) -> 
     kind = (content_type or "").split(";", 1)[0].strip().lower()
     if kind.endswith("json") or (not kind and text.lstrip().startswith("{")):
         try:
-            return json.loads(text)
+            decoded = json.loads(text)
+        except RecursionError:
+            # Nested deeper than the interpreter's recursion limit: far past max_depth.
+            raise EventError(
+                f"the event body nests deeper than {limits.max_depth} levels (max_depth)"
+            ) from None
         except ValueError as exc:
             # The position only: the text would quote the body, and so its tokens.
             position = getattr(exc, "pos", None)
@@ -543,13 +683,22 @@ def _decode(body: bytes | str | Mapping[str, Any], content_type: str | None) -> 
                 "the event body is not valid JSON"
                 + (f" (error at character {position})" if position is not None else "")
             ) from None
+        _check_tree(decoded, limits)
+        return decoded
     if kind and kind != _FORM:
         raise EventError(f"unsupported content type {kind!r} for an event: Bitrix24 posts {_FORM}")
-    return parse_form(text)
+    return parse_form(text, max_fields=limits.max_fields, max_depth=limits.max_depth)
 
 
-def parse_event(body: bytes | str | Mapping[str, Any], content_type: str | None = None) -> Event:
+def parse_event(
+    body: bytes | str | Mapping[str, Any],
+    content_type: str | None = None,
+    *,
+    limits: EventLimits | None = None,
+) -> Event:
     """Parse an event POST body into a typed event.
+
+    It takes time linear in the body's size, and nothing past ``limits`` is read.
 
     Args:
         body: The raw body (form-encoded as Bitrix24 sends it, or JSON), or a mapping:
@@ -557,6 +706,8 @@ def parse_event(body: bytes | str | Mapping[str, Any], content_type: str | None 
             with bracketed names as a web framework hands it over.
         content_type: The request's ``Content-Type``; without it, a body starting with
             ``{`` is read as JSON and anything else as a form.
+        limits: The caps on the body (``EventLimits()`` by default: 1 MiB, 10,000
+            fields, 64 levels).
 
     Returns:
         An :class:`OpenLineMessageEvent`, :class:`SessionEvent`,
@@ -565,11 +716,17 @@ def parse_event(body: bytes | str | Mapping[str, Any], content_type: str | None 
 
     Raises:
         EventError: The body is empty, not UTF-8, not valid JSON, of another content
-            type, or has no ``event`` name or a malformed ``data``/``auth`` block. The
-            message never quotes the body.
-        TypeError: ``body`` is of another type.
+            type, or has no ``event`` name or a malformed ``data``/``auth`` block; it is
+            past one of ``limits`` (the message names it); a text has a lone surrogate;
+            a number (``ts``, an id) is past PHP's 64-bit integers. The message never
+            quotes the body.
+        TypeError: ``body`` or ``limits`` is of another type.
     """
-    decoded = _decode(body, content_type)
+    if limits is None:
+        limits = _DEFAULT_LIMITS
+    elif not isinstance(limits, EventLimits):
+        raise TypeError(f"limits must be an EventLimits, got {type(limits).__name__}")
+    decoded = _decode(body, content_type, limits)
     if not isinstance(decoded, Mapping):
         raise EventError(
             f"the event body must be an object with an 'event' field, "
@@ -588,13 +745,15 @@ def parse_event(body: bytes | str | Mapping[str, Any], content_type: str | None 
     auth_block = decoded.get("auth")
     if auth_block is not None and not isinstance(auth_block, Mapping):
         raise EventError(f"the event's 'auth' must be an object, got {type(auth_block).__name__}")
-    raw_handler = decoded.get("event_handler_id")
+    handler_field = "event_handler_id"
+    raw_handler = decoded.get(handler_field)
     if raw_handler is None:
-        raw_handler = decoded.get("eventId")
+        handler_field = "eventId"
+        raw_handler = decoded.get(handler_field)
     common: dict[str, Any] = {
         "name": name,
-        "handler_id": _opt_int(raw_handler),
-        "ts": _opt_int(decoded.get("ts")),
+        "handler_id": _opt_int(raw_handler, handler_field),
+        "ts": _opt_int(decoded.get("ts"), "ts"),
         "data": data,
         "auth": None if auth_block is None else EventAuth.from_mapping(auth_block),
     }
@@ -648,7 +807,12 @@ def verify_event(event: Event, application_token: str | None) -> Event:
     name = _printable(event.name)
     if not received:
         raise EventVerificationError(f"the {name} event carries no auth[application_token]")
-    if not hmac.compare_digest(received.encode("utf-8"), application_token.encode("utf-8")):
+    # "surrogatepass": a token is compared as its code points, whatever they are; an
+    # unencodable one is not an error (it cannot equal a real token anyway).
+    if not hmac.compare_digest(
+        received.encode("utf-8", "surrogatepass"),
+        application_token.encode("utf-8", "surrogatepass"),
+    ):
         raise EventVerificationError(
             f"the {name} event's auth[application_token] does not match the stored one: "
             "rejected as possibly forged"

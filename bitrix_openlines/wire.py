@@ -43,6 +43,7 @@ from bitrix_openlines.errors import (
     AuthError,
     BatchError,
     DecodeError,
+    EventError,
     InvalidArgumentError,
     MethodNotFoundError,
     OpenLinesError,
@@ -495,71 +496,163 @@ def parse_batch_result(
 
 # -- PHP form bodies (events) ---------------------------------------------------------------
 
-# PHP's max_input_nesting_level: a deeper variable is dropped, as PHP drops it.
+# PHP's max_input_nesting_level.
 _MAX_DEPTH: Final = 64
+_PHP_INT_MAX: Final = 2**63 - 1
+# A key PHP stores as an integer: canonical decimal ("5", "-5"; not "05", "-0", "+5").
+_PHP_INT: Final = re.compile(r"0|-?[1-9][0-9]{0,18}")
 
 
-_INT: Final = re.compile(r"-?[0-9]+")
+def _php_int(key: str) -> int | None:
+    """The integer a PHP array key stands for, or ``None`` for a string key."""
+    if _PHP_INT.fullmatch(key) is None:
+        return None
+    number = int(key)  # at most 19 digits: no str-to-int limit, no quadratic time
+    return number if -_PHP_INT_MAX - 1 <= number <= _PHP_INT_MAX else None
 
 
-def _put(table: dict[str, Any], name: str, value: str) -> None:
-    """Store ``name=value`` with PHP bracket nesting (``a[b][]=x``)."""
-    name = name.split("\0", 1)[0].lstrip(" ")
-    bracket = name.find("[")
-    base = name if bracket == -1 else name[:bracket]
+def _php_base(text: str) -> str:
     # PHP turns dots and spaces of the base name into underscores.
-    base = base.replace(".", "_").replace(" ", "_")
+    return text.replace(".", "_").replace(" ", "_")
+
+
+def _split_name(name: str, max_depth: int) -> tuple[str, list[str | None]] | None:
+    """Split ``a[b][]`` into ``("a", ["b", None])``, or ``None`` when PHP drops the name.
+
+    One pass with ``str.find`` from a moving position: linear in the name's length, and
+    it stops at the first index past ``max_depth``.
+    """
+    name = name.partition("\0")[0].lstrip(" ")
+    bracket = name.find("[")
+    if bracket == -1:
+        base = _php_base(name)
+        return (base, []) if base else None
+    base = _php_base(name[:bracket])
     indices: list[str | None] = []
-    if bracket != -1:
-        rest = name[bracket:]
-        while rest.startswith("["):
-            close = rest.find("]")
-            if close == -1:
-                if not indices:
-                    # An unmatched first '[' is part of a plain name ("a[b" -> "a_b").
-                    base += "_" + rest[1:].replace("[", "_").replace(".", "_").replace(" ", "_")
-                break
-            index = rest[1:close]
-            indices.append(None if index == "" else index)
-            rest = rest[close + 1 :]
-    if not base or len(indices) > _MAX_DEPTH:
-        return
-    node = table
-    key = base
-    for part in indices:
-        child = node.get(key)
-        if not isinstance(child, dict):
-            child = {}
-            node[key] = child
-        node = child
-        key = _next_index(node) if part is None else part
-    node[key] = value
+    position, end = bracket, len(name)
+    while position < end and name[position] == "[":
+        close = name.find("]", position + 1)
+        if close == -1:
+            if not indices:
+                # An unmatched first '[' is part of a plain name ("a[b" -> "a_b").
+                base += "_" + _php_base(name[position + 1 :].replace("[", "_"))
+            break
+        if not base:
+            return None
+        if len(indices) == max_depth:
+            raise EventError(
+                f"a name in the event body nests deeper than {max_depth} levels (max_depth)"
+            )
+        indices.append(name[position + 1 : close] or None)
+        position = close + 1
+    return (base, indices) if base else None
 
 
-def _next_index(array: Mapping[str, Any]) -> str:
-    # "a[]=x" appends: one more than the largest integer key, as PHP does.
-    ints = [int(k) for k in array if _INT.fullmatch(k)]
-    return str(max(ints) + 1) if ints else "0"
+class _FormTable:
+    """The nested dicts ``parse_str`` builds, in time linear in the input.
+
+    ``a[]=x`` appends at one more than the largest integer key, as PHP does. Each array
+    that is appended to keeps that next index (computed once, from its keys, at its first
+    append, then kept up to date), so an append costs O(1) instead of a scan of the
+    array's keys.
+    """
+
+    __slots__ = ("_max_depth", "_max_fields", "_next", "fields", "table")
+
+    def __init__(self, max_fields: int | None, max_depth: int) -> None:
+        self.table: dict[str, Any] = {}
+        self.fields = 0
+        self._max_fields = max_fields
+        self._max_depth = max_depth
+        # id(array) -> [array, next free index]; holding the array keeps its id unique
+        # while the table is built, even after a later pair replaced it with a string.
+        self._next: dict[int, list[Any]] = {}
+
+    def put(self, name: str, value: str) -> None:
+        """Store ``name=value`` with PHP bracket nesting (``a[b][]=x``)."""
+        self.fields += 1
+        if self._max_fields is not None and self.fields > self._max_fields:
+            raise EventError(
+                f"the event body has more than {self._max_fields:,} fields (max_fields)"
+            )
+        split = _split_name(name, self._max_depth)
+        if split is None:
+            return
+        key, indices = split
+        node = self.table
+        for part in indices:
+            child = node.get(key)
+            if not isinstance(child, dict):
+                child = {}
+                self._set(node, key, child)
+            node = child
+            if part is not None:
+                key = part
+                continue
+            appended = self._next_index(node)
+            if appended is None:
+                return  # the next index is past PHP_INT_MAX: PHP drops the value
+            key = appended
+        self._set(node, key, value)
+
+    def _set(self, node: dict[str, Any], key: str, value: Any) -> None:
+        node[key] = value
+        tracked = self._next.get(id(node))
+        if tracked is not None:
+            number = _php_int(key)
+            if number is not None and number >= tracked[1]:
+                tracked[1] = number + 1
+
+    def _next_index(self, array: dict[str, Any]) -> str | None:
+        tracked = self._next.get(id(array))
+        if tracked is None:
+            numbers = [n for n in map(_php_int, array) if n is not None]
+            tracked = [array, max(numbers) + 1 if numbers else 0]
+            self._next[id(array)] = tracked
+        return None if tracked[1] > _PHP_INT_MAX else str(tracked[1])
 
 
-def parse_form(text: str) -> dict[str, Any]:
-    """Decode a PHP form body (``a[b][]=x&c=1``) into nested dicts, as ``parse_str`` does."""
-    table: dict[str, Any] = {}
+def parse_form(
+    text: str, *, max_fields: int | None = None, max_depth: int = _MAX_DEPTH
+) -> dict[str, Any]:
+    """Decode a PHP form body (``a[b][]=x&c=1``) into nested dicts, as ``parse_str`` does.
+
+    Linear in the length of ``text``. Where PHP drops a name nested deeper than its
+    ``max_input_nesting_level`` (64), this refuses the body.
+
+    Args:
+        text: The body, still percent-encoded.
+        max_fields: The most ``name=value`` pairs to read (``None``: no cap).
+        max_depth: The most bracketed levels of a name (``data[DATA][0]`` has 2).
+
+    Raises:
+        EventError: More than ``max_fields`` pairs, or a name deeper than ``max_depth``.
+            The message never quotes the body.
+    """
+    table = _FormTable(max_fields, max_depth)
     for piece in text.split("&"):
         if not piece:
             continue
         name, _, value = piece.partition("=")
-        _put(
-            table,
+        table.put(
             unquote_plus(name, encoding="utf-8", errors="replace"),
             unquote_plus(value, encoding="utf-8", errors="replace"),
         )
-    return table
+    return table.table
 
 
-def parse_form_pairs(pairs: Iterable[tuple[str, Any]]) -> dict[str, Any]:
-    """Nest already-decoded form pairs (``("auth[member_id]", "x")``) as :func:`parse_form`."""
-    table: dict[str, Any] = {}
+def parse_form_pairs(
+    pairs: Iterable[tuple[str, Any]],
+    *,
+    max_fields: int | None = None,
+    max_depth: int = _MAX_DEPTH,
+) -> dict[str, Any]:
+    """Nest already-decoded form pairs (``("auth[member_id]", "x")``) as :func:`parse_form`.
+
+    Raises:
+        EventError: As :func:`parse_form`.
+    """
+    table = _FormTable(max_fields, max_depth)
     for name, value in pairs:
-        _put(table, str(name), value if isinstance(value, str) else str(value))
-    return table
+        table.put(str(name), value if isinstance(value, str) else str(value))
+    return table.table

@@ -32,21 +32,24 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
-from aiohttp import web
+from aiohttp import hdrs, web
 from multidict import MultiDict
 
 from bitrix_openlines.events import (
     Event,
     EventError,
+    EventLimits,
     EventVerificationError,
     parse_event,
     verify_event,
 )
 
-# EventError and EventVerificationError are re-exported so a handler needs this module only.
+# EventError, EventVerificationError and EventLimits are re-exported so a handler needs
+# this module only.
 __all__ = [
     "CLIENT_SESSION",
     "EventError",
+    "EventLimits",
     "EventVerificationError",
     "TokenLookup",
     "client_session_ctx",
@@ -68,6 +71,7 @@ async def read_event(
     application_token: str | None = None,
     token_for: TokenLookup | None = None,
     verify: bool = True,
+    limits: EventLimits | None = None,
 ) -> Event:
     """Read, parse and verify the event a portal posted to this handler.
 
@@ -83,30 +87,49 @@ async def read_event(
         verify: ``False`` only parses: for ``ONAPPINSTALL`` of a portal not seen before,
             whose token is the one to store (check its tokens another way, for instance
             with a call to ``app.info``; see the web apps guide).
+        limits: The caps on the body (``EventLimits()`` by default: 1 MiB, 10,000
+            fields, 64 levels). A body that declares a larger ``Content-Length`` is
+            refused unread; one without (chunked, or compressed) is read up to
+            ``max_bytes`` and refused there. The app's own ``client_max_size``, when
+            smaller, still applies (aiohttp answers 413).
 
     Returns:
         The parsed event (verified unless ``verify=False``).
 
     Raises:
-        EventError: The body is not an event (answer 400).
+        EventError: The body is not an event, or is past ``limits`` (answer 400).
         EventVerificationError: The event's token is missing, unknown for its portal, or
             wrong (answer 403).
         TypeError: Both or neither of ``application_token`` and ``token_for`` are given
-            while ``verify`` is true.
+            while ``verify`` is true, or ``limits`` is not an ``EventLimits``.
     """
     if verify and (application_token is None) == (token_for is None):
         raise TypeError(
             "give exactly one of application_token and token_for "
             "(or verify=False to read an event without verifying it)"
         )
-    if request.content_type.startswith("multipart/"):
-        # Bitrix24 posts a urlencoded form; a multipart one (a test tool, a proxy) is read
-        # field by field, with the same bracket nesting.
-        form = await request.post()
-        fields = MultiDict((name, value) for name, value in form.items() if isinstance(value, str))
-        event = parse_event(fields)
-    else:
-        event = parse_event(await request.read(), request.content_type)
+    if limits is None:
+        limits = EventLimits()
+    elif not isinstance(limits, EventLimits):
+        raise TypeError(f"limits must be an EventLimits, got {type(limits).__name__}")
+    reader = _bounded(request, limits)
+    try:
+        if request.content_type.startswith("multipart/"):
+            # Bitrix24 posts a urlencoded form; a multipart one (a test tool, a proxy) is
+            # read field by field, with the same bracket nesting.
+            form = await reader.post()
+            fields = MultiDict(
+                (name, value) for name, value in form.items() if isinstance(value, str)
+            )
+            event = parse_event(fields, limits=limits)
+        else:
+            event = parse_event(await reader.read(), request.content_type, limits=limits)
+    except web.HTTPRequestEntityTooLarge:
+        if reader is request:
+            raise  # the app's own client_max_size, stricter than ours: its 413 stands
+        raise EventError(
+            f"the event body is larger than {limits.max_bytes:,} bytes (max_bytes)"
+        ) from None
     if not verify:
         return event
     expected = application_token
@@ -124,6 +147,32 @@ async def read_event(
                 "it was not installed, or the event is forged"
             )
     return verify_event(event, expected)
+
+
+def _bounded(request: web.BaseRequest, limits: EventLimits) -> web.BaseRequest:
+    """The request to read the body through, so that no more than ``max_bytes`` is read.
+
+    A declared ``Content-Length`` past the cap is refused before reading. A body read
+    already (by a middleware), one bounded by its ``Content-Length`` (and not compressed:
+    aiohttp inflates a compressed body as it reads), or one the app caps lower with its
+    ``client_max_size`` is read through the request itself, which keeps the body for a
+    later ``request.read()``. Any other body (chunked, or compressed) is read through a
+    clone whose ``client_max_size`` is ``max_bytes``: aiohttp stops there, mid-stream.
+    """
+    length = request.content_length
+    if length is not None and length > limits.max_bytes:
+        raise EventError(
+            f"the event body is larger than {limits.max_bytes:,} bytes "
+            f"({length:,} bytes declared) (max_bytes)"
+        )
+    app_cap = request.client_max_size
+    if (
+        not request.can_read_body
+        or (length is not None and hdrs.CONTENT_ENCODING not in request.headers)
+        or 0 < app_cap <= limits.max_bytes
+    ):
+        return request
+    return request.clone(client_max_size=limits.max_bytes)
 
 
 async def client_session_ctx(

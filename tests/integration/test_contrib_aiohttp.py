@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import gzip
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -15,11 +16,12 @@ from bitrix_openlines import OAuthAuth, OAuthTokens, OpenLinesClient, RetryPolic
 from bitrix_openlines.contrib.aiohttp import (
     CLIENT_SESSION,
     EventError,
+    EventLimits,
     EventVerificationError,
     client_session_ctx,
     read_event,
 )
-from bitrix_openlines.events import OpenLineMessageEvent, SessionEvent
+from bitrix_openlines.events import OpenLineMessageEvent, SessionEvent, verify_event
 from bitrix_openlines.testing import FakePortal
 
 Reader = Callable[[web.Request], Awaitable[Any]]
@@ -35,7 +37,7 @@ MESSAGE = {
 }
 
 
-def event_app(reader: Reader) -> web.Application:
+def event_app(reader: Reader, **app_options: Any) -> web.Application:
     """An app whose /events handler answers what ``reader`` made of the request."""
 
     async def handle(request: web.Request) -> web.Response:
@@ -47,7 +49,7 @@ def event_app(reader: Reader) -> web.Application:
             return web.json_response({"error": str(error)}, status=400)
         return web.json_response({"event": event.name, "type": type(event).__name__})
 
-    app = web.Application()
+    app = web.Application(**app_options)
     app.router.add_post("/events", handle)
     return app
 
@@ -236,3 +238,222 @@ async def test_client_session_under_another_key_with_options() -> None:
         assert session.headers["X-Test"] == "1"
         assert CLIENT_SESSION not in app
     assert session.closed
+
+
+# -- hostile bodies: every one answers 4xx, none is read past its cap ----------------------
+
+SECRET = "s6p6eclrvim6da22ft9ch94ekreb52lv"  # planted in hostile bodies: never echoed
+FORM = "application/x-www-form-urlencoded"
+
+
+def _deep_json(levels: int) -> bytes:
+    return b'{"event": "X", "data": ' + b"[" * levels + b"]" * levels + b"}"
+
+
+HOSTILE: dict[str, tuple[bytes, str, int, str]] = {
+    # name: (body, content type, status, what the answer's message names)
+    "oversized": (
+        b"event=X&auth[application_token]=" + SECRET.encode() + b"&data[a]=" + b"x" * 2**20,
+        FORM,
+        400,
+        "max_bytes",
+    ),
+    "too many keys (140 KiB of data[]=x)": (
+        b"event=X&" + b"&".join([b"data[]=x"] * 16_000),
+        FORM,
+        400,
+        "max_fields",
+    ),
+    "too deep a form name": (
+        b"event=X&data" + b"[a]" * 65 + b"=" + SECRET.encode(),
+        FORM,
+        400,
+        "max_depth",
+    ),
+    "too deep a form name, 300 KB": (
+        b"event=X&data" + b"[a]" * 100_000 + b"=1",
+        FORM,
+        400,
+        "max_depth",
+    ),
+    "JSON nested 50,000 deep": (_deep_json(50_000), "application/json", 400, "max_depth"),
+    "JSON nested 65 deep": (_deep_json(65), "application/json", 400, "max_depth"),
+    "lone surrogate token": (
+        b'{"event": "X", "auth": {"application_token": "\\ud800' + SECRET.encode() + b'"}}',
+        "application/json",
+        400,
+        "lone surrogate",
+    ),
+    "5,000-digit ts": (b"event=X&ts=" + b"1" * 5000, FORM, 400, "ts"),
+    "5,000-digit JSON ts": (
+        b'{"event": "X", "ts": ' + b"1" * 5000 + b"}",
+        "application/json",
+        400,
+        "not valid JSON",
+    ),
+    "id past 64 bits": (
+        b"event=ONOPENLINEMESSAGEADD&data[DATA][0][chat][id]=" + b"9" * 20,
+        FORM,
+        400,
+        "chat[id]",
+    ),
+    "not UTF-8": (b"event=X&data[a]=\xff\xfe" + SECRET.encode(), FORM, 400, "not UTF-8"),
+    # A 5,000-digit list key makes no list (and no crash): parsed, then unverified.
+    "huge list key": (
+        b"event=ONSESSIONSTART&data[DATA][" + b"1" * 5000 + b"][session][id]=5",
+        FORM,
+        403,
+        "carries no auth[application_token]",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+async def test_hostile_bodies_answer_4xx_naming_the_cause(
+    name: str, served: Callable[[Reader], Awaitable[str]]
+) -> None:
+    body, content_type, status, cause = HOSTILE[name]
+    url = await served(functools.partial(read_event, application_token=SECRET))
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(url, data=body, headers={"Content-Type": content_type}) as response,
+    ):
+        assert response.status == status
+        error = (await response.json())["error"]
+    assert cause in error
+    assert SECRET not in error
+    assert len(error) < 200
+
+
+async def test_a_large_body_under_the_caps_is_parsed_then_refused_unverified(
+    served: Callable[[Reader], Awaitable[str]],
+) -> None:
+    """The issue's 53 KiB of ``data[]=x``: parsed (linear), then 403 for want of a token."""
+    seen: list[Any] = []
+
+    async def reader(request: web.Request) -> Any:
+        event = await read_event(request, verify=False)
+        seen.append(event)
+        return verify_event(event, SECRET)
+
+    url = await served(reader)
+    body = b"event=X&" + b"&".join([b"data[]=x"] * 6_000)
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(url, data=body, headers={"Content-Type": FORM}) as response,
+    ):
+        assert response.status == 403
+    (event,) = seen
+    assert len(event.data) == 6_000
+    assert event.data["5999"] == "x"
+
+
+async def _chunks(body: bytes, size: int = 64 * 1024) -> AsyncIterator[bytes]:
+    for start in range(0, len(body), size):
+        yield body[start : start + size]
+
+
+async def test_a_chunked_body_is_read_only_up_to_max_bytes() -> None:
+    """No Content-Length: read through a capped clone, refused mid-stream."""
+    unread: list[bool] = []
+
+    async def reader(request: web.Request) -> Any:
+        assert request.content_length is None
+        try:
+            return await read_event(request, verify=False, limits=EventLimits(max_bytes=1000))
+        finally:
+            unread.append(request.can_read_body)
+
+    async with TestClient(TestServer(event_app(reader))) as client:
+        small = b"event=ONSESSIONSTART&data[DATA][0][session][id]=5"
+        headers = {"Content-Type": FORM}
+        async with client.post("/events", data=_chunks(small), headers=headers) as response:
+            assert response.status == 200
+        big = b"event=X&data[a]=" + b"x" * 5_000_000
+        async with client.post("/events", data=_chunks(big), headers=headers) as response:
+            assert response.status == 400
+            assert "larger than 1,000 bytes (max_bytes)" in (await response.json())["error"]
+    # The small body was read to its end; the big one was left mid-stream, at the cap.
+    assert unread == [False, True]
+
+
+async def test_a_compressed_body_is_capped_as_inflated() -> None:
+    """A 5 KB gzip body that inflates to 5 MB: its Content-Length does not bound it."""
+    limits = EventLimits(max_bytes=100_000)
+    capped = functools.partial(read_event, verify=False, limits=limits)
+    async with TestClient(TestServer(event_app(capped))) as client:
+        body = gzip.compress(b"event=X&data[a]=" + b"x" * 5_000_000)
+        assert len(body) < 10_000
+        headers = {"Content-Type": FORM, "Content-Encoding": "gzip"}
+        async with client.post("/events", data=body, headers=headers) as response:
+            assert response.status == 400
+            assert "larger than 100,000 bytes" in (await response.json())["error"]
+        small = gzip.compress(b"event=ONSESSIONSTART")
+        async with client.post("/events", data=small, headers=headers) as response:
+            assert response.status == 200
+            assert (await response.json())["type"] == "SessionEvent"
+    # With the defaults, the app's own client_max_size (1 MiB too) stops it first: 413.
+    default = functools.partial(read_event, verify=False)
+    async with TestClient(TestServer(event_app(default))) as client:
+        async with client.post("/events", data=body, headers=headers) as response:
+            assert response.status == 413
+
+
+async def test_a_declared_length_past_max_bytes_is_refused_unread() -> None:
+    unread: list[bool] = []
+
+    async def reader(request: web.Request) -> Any:
+        try:
+            return await read_event(request, verify=False, limits=EventLimits(max_bytes=100))
+        finally:
+            unread.append(request.can_read_body)
+
+    async with TestClient(TestServer(event_app(reader))) as client:
+        body = b"event=X&data[a]=" + b"x" * 200_000
+        async with client.post("/events", data=body, headers={"Content-Type": FORM}) as response:
+            assert response.status == 400
+            error = (await response.json())["error"]
+            assert "larger than 100 bytes (200,016 bytes declared) (max_bytes)" in error
+        form = aiohttp.FormData()
+        form.add_field("event", "X")
+        form.add_field("data[a]", "x" * 500)
+        async with client.post("/events", data=form) as response:
+            assert response.status == 400
+            assert "max_bytes" in (await response.json())["error"]
+    assert unread == [True, True]
+
+
+async def test_custom_limits_and_the_body_kept_for_the_handler() -> None:
+    bodies: list[bytes] = []
+
+    async def reader(request: web.Request) -> Any:
+        event = await read_event(request, verify=False, limits=EventLimits(max_fields=3))
+        bodies.append(await request.read())  # still there after read_event
+        return event
+
+    async with TestClient(TestServer(event_app(reader))) as client:
+        body = b"event=X&data[a]=1&data[b]=2"
+        async with client.post("/events", data=body, headers={"Content-Type": FORM}) as response:
+            assert response.status == 200
+        async with client.post(
+            "/events", data=body + b"&data[c]=3", headers={"Content-Type": FORM}
+        ) as response:
+            assert response.status == 400
+            assert "more than 3 fields (max_fields)" in (await response.json())["error"]
+    assert bodies == [body]
+
+
+async def test_the_apps_own_smaller_cap_still_answers_413() -> None:
+    app = event_app(functools.partial(read_event, verify=False), client_max_size=1000)
+    async with TestClient(TestServer(app)) as client:
+        body = b"event=X&data[a]=" + b"x" * 2000
+        async with client.post(
+            "/events", data=_chunks(body, 500), headers={"Content-Type": FORM}
+        ) as response:
+            assert response.status == 413
+
+
+async def test_limits_of_another_type_are_a_type_error() -> None:
+    request = make_mocked_request("POST", "/events")
+    with pytest.raises(TypeError, match="limits must be an EventLimits"):
+        await read_event(request, verify=False, limits=1000)  # type: ignore[arg-type]
