@@ -8,9 +8,9 @@ naming the path and the innermost cause (``$.mute_list[0]: expected an integer, 
 boolean``). The messages name the kind of value the portal sent, never the value itself:
 a message must not carry network text (it could echo a secret).
 
-Every attrs class with an ``extra`` field (``Dialog`` and its nested objects) keeps the
-keys it does not know there, so that no value of an answer is dropped. Each class's
-structuring function is generated once, with its fields' hooks resolved then.
+Every attrs class with an ``extra`` field outside equality (``Dialog`` and its nested
+objects) keeps the keys it does not know there, so that no value of an answer is dropped.
+Each class's structuring function is generated once, with its fields' hooks resolved then.
 """
 
 from __future__ import annotations
@@ -336,8 +336,12 @@ _AFTER_EXTRA: dict[type, Callable[[Any], None]] = {Dialog: _name_from_title}
 
 
 def _keeps_extra(tp: Any) -> bool:
-    """Whether ``tp`` is an attrs class with an ``extra`` field (its unknown keys)."""
-    return isinstance(tp, type) and attrs.has(tp) and "extra" in attrs.fields_dict(tp)
+    """Whether ``tp`` keeps its unknown keys: an attrs class with an ``extra`` field
+    outside equality (``attrs.field(factory=dict, eq=False)``, as ``Dialog.extra``)."""
+    if not (isinstance(tp, type) and attrs.has(tp)):
+        return False
+    field = attrs.fields_dict(tp).get("extra")
+    return field is not None and not field.eq
 
 
 def _make_extra_keeping_hook(cls: type[Any]) -> Callable[[Any, Any], Any]:

@@ -602,3 +602,23 @@ def test_crm_bindings_keep_unknown_pairs(
     parsed = CrmBindings.parse(raw)
     assert parsed == bindings
     assert parsed.extra == extra
+
+
+@attrs.frozen
+class _Kept:
+    name: str | None = None
+    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+
+
+@attrs.frozen
+class _Plain:
+    name: str | None = None
+    extra: dict[str, Any] = attrs.field(factory=dict)  # a field like any other
+
+
+def test_only_an_extra_outside_equality_collects_unknown_keys() -> None:
+    # The converter's convention: ``extra`` with eq=False (as Dialog.extra) holds the
+    # unknown keys; an ``extra`` that is part of equality is an ordinary field.
+    body = {"name": "n", "extra": {"a": 1}, "other": 2}
+    assert structure(body, _Kept).extra == {"extra": {"a": 1}, "other": 2}
+    assert structure(body, _Plain).extra == {"a": 1}
