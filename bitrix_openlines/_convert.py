@@ -3,7 +3,14 @@
 Bitrix24 is loose with types: numbers arrive as ints, floats or digit strings, flags as
 ``true``/``false`` or ``"Y"``/``"N"``, empty objects as ``[]`` (a PHP empty array), dates as
 ATOM strings with an offset. The hooks below accept each of those and reject anything
-else with a message, so that a body that does not fit becomes one clear ``DecodeError``.
+else with a message, so that a body that does not fit becomes one clear ``DecodeError``
+naming the path and the innermost cause (``$.mute_list[0]: expected an integer, got a
+boolean``). The messages name the kind of value the portal sent, never the value itself:
+a message must not carry network text (it could echo a secret).
+
+Every attrs class with an ``extra`` field outside equality (``Dialog`` and its nested
+objects) keeps the keys it does not know there, so that no value of an answer is dropped.
+Each class's structuring function is generated once, with its fields' hooks resolved then.
 """
 
 from __future__ import annotations
@@ -17,6 +24,11 @@ from typing import Any, TypeVar
 
 import attrs
 import cattrs
+from cattrs.errors import (
+    AttributeValidationNote,
+    IterableValidationError,
+    IterableValidationNote,
+)
 from cattrs.gen import make_dict_structure_fn, override
 
 from bitrix_openlines.errors import DecodeError
@@ -32,22 +44,68 @@ converter = cattrs.Converter(detailed_validation=True, forbid_extra_keys=False)
 # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
 _INT = re.compile(r"-?[0-9]+")
 
+_KINDS: dict[type, str] = {
+    bool: "a boolean",
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    list: "a list",
+    tuple: "a list",
+    dict: "an object",
+    type(None): "null",
+}
+
+
+def _is_object(value: Any) -> bool:
+    """Whether ``value`` is a JSON object: a dict (checked first, as it is cheap) or a Mapping."""
+    return type(value) is dict or isinstance(value, Mapping)
+
+
+def _kind(value: Any) -> str:
+    """Name the kind of a wire value ("a boolean", "a string"...), never the value."""
+    kind = _KINDS.get(type(value))
+    if kind is not None:
+        if kind == "a string" and not value.strip():
+            return "an empty string"
+        if kind == "a number" and not value.is_integer():
+            return "a number with a fraction"
+        return kind
+    return "an object" if _is_object(value) else type(value).__name__
+
+
+# A key shown in a path: keys from the network are shown only when they are plain ids (a
+# user id, a PHP list index), so that a message never carries other network text.
+_PLAIN_KEY = re.compile(r"-?[0-9]{1,19}")
+
+
+def _index_label(index: Any) -> str:
+    if isinstance(index, int) and not isinstance(index, bool):
+        return str(index)
+    if isinstance(index, str) and _PLAIN_KEY.fullmatch(index):
+        return repr(index)
+    return "<key>"
+
 
 def _int(value: Any, _: Any) -> int:
     if isinstance(value, bool):
-        raise TypeError(f"expected an integer, got a boolean {value!r}")
+        raise TypeError("expected an integer, got a boolean")
     if isinstance(value, int):
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, str) and _INT.fullmatch(value.strip()):
-        return int(value)
-    raise TypeError(f"expected an integer, got {type(value).__name__} {_short(value)}")
+        try:
+            return int(value)
+        except ValueError:  # more digits than int() converts
+            raise TypeError("expected an integer, got a string of too many digits") from None
+    if isinstance(value, str) and value.strip():
+        raise TypeError("expected an integer, got a string that is not a whole number")
+    raise TypeError(f"expected an integer, got {_kind(value)}")
 
 
 def _float(value: Any, _: Any) -> float:
     if isinstance(value, bool):
-        raise TypeError(f"expected a number, got a boolean {value!r}")
+        raise TypeError("expected a number, got a boolean")
     if isinstance(value, int | float):
         return float(value)
     if isinstance(value, str):
@@ -55,7 +113,7 @@ def _float(value: Any, _: Any) -> float:
             return float(value)
         except ValueError:
             pass
-    raise TypeError(f"expected a number, got {type(value).__name__} {_short(value)}")
+    raise TypeError(f"expected a number, got {_kind(value)}")
 
 
 def _str(value: Any, _: Any) -> str:
@@ -63,7 +121,7 @@ def _str(value: Any, _: Any) -> str:
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
-    raise TypeError(f"expected a string, got {type(value).__name__} {_short(value)}")
+    raise TypeError(f"expected a string, got {_kind(value)}")
 
 
 _TRUE = frozenset({"Y", "TRUE", "1"})
@@ -81,15 +139,18 @@ def _bool(value: Any, _: Any) -> bool:
             return True
         if upper in _FALSE:
             return False
-    raise TypeError(f"expected a flag (true/false or Y/N), got {_short(value)}")
+    raise TypeError(f"expected a flag (true/false or Y/N), got {_kind(value)}")
 
 
 def _datetime(value: Any, _: Any) -> datetime:
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
     if not isinstance(value, str):
-        raise TypeError(f"expected an ISO-8601 date, got {type(value).__name__}")
-    parsed = datetime.fromisoformat(value)
+        raise TypeError(f"expected an ISO-8601 date, got {_kind(value)}")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:  # its message quotes the text
+        raise TypeError("expected an ISO-8601 date, got a string that is not one") from None
     # An ATOM date always has an offset; a naive one can only be read as UTC.
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
@@ -99,11 +160,6 @@ def _optional_datetime(value: Any, _: Any) -> datetime | None:
     if value is None or value == "" or value is False:
         return None
     return _datetime(value, None)
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 converter.register_structure_hook(int, _int)
@@ -165,13 +221,10 @@ def _make_optional_attrs_hook(tp: Any) -> Callable[[Any, Any], Any]:
         # PHP serialises an empty associative array as [], so "nothing" may be [] here.
         if value is None or value == [] or value == "":
             return None
-        if not isinstance(value, Mapping):
+        if not _is_object(value):
             # cattrs would test `"field" in value`: a string like "all" would pass as an
             # object whose fields are all missing.
-            raise TypeError(
-                f"expected an object for {inner.__name__}, got {type(value).__name__} "
-                f"{_short(value)}"
-            )
+            raise TypeError(f"expected an object ({inner.__name__}), got {_kind(value)}")
         return inner_hook(value, inner)
 
     return hook
@@ -187,6 +240,27 @@ def _is_variadic_tuple(tp: Any) -> bool:
     return typing.get_origin(tp) is tuple and len(args) == 2 and args[1] is Ellipsis
 
 
+def _items_error(
+    items: typing.Iterable[tuple[int | str, Any]],
+    item_hook: Callable[[Any, Any], Any],
+    item_type: Any,
+    tp: Any,
+) -> IterableValidationError:
+    """Structure ``items`` again, one by one, and group each failure with its index or key.
+
+    Only called once the fast path has failed, so a valid list costs nothing more.
+    """
+    errors: list[Exception] = []
+    for index, item in items:
+        try:
+            item_hook(item, item_type)
+        except Exception as exc:
+            note = f"item {_index_label(index)}"
+            exc.add_note(IterableValidationNote(note, index, item_type))
+            errors.append(exc)
+    return IterableValidationError(f"while structuring {tp!r}", errors, tp)
+
+
 def _make_tuple_hook(tp: Any) -> Callable[[Any, Any], Any]:
     item_type = typing.get_args(tp)[0]
     item_hook = converter.get_structure_hook(item_type)
@@ -194,12 +268,16 @@ def _make_tuple_hook(tp: Any) -> Callable[[Any, Any], Any]:
     def hook(value: Any, _: Any) -> tuple[Any, ...]:
         if value is None:
             return ()
-        if isinstance(value, Mapping):
-            # A PHP array with non-sequential keys arrives as an object: take its values.
-            value = list(value.values())
-        if not isinstance(value, list | tuple):
-            raise TypeError(f"expected a list, got {type(value).__name__} {_short(value)}")
-        return tuple(item_hook(item, item_type) for item in value)
+        keyed = type(value) is not list and _is_object(value)
+        # A PHP array with non-sequential keys arrives as an object: take its values.
+        items = value.values() if keyed else value
+        if not keyed and not isinstance(value, list | tuple):
+            raise TypeError(f"expected a list, got {_kind(value)}")
+        try:
+            return tuple(item_hook(item, item_type) for item in items)
+        except Exception:
+            pairs = value.items() if keyed else enumerate(value)
+            raise _items_error(pairs, item_hook, item_type, tp) from None
 
     return hook
 
@@ -207,29 +285,91 @@ def _make_tuple_hook(tp: Any) -> Callable[[Any, Any], Any]:
 converter.register_structure_hook_factory(_is_variadic_tuple, _make_tuple_hook)
 
 
-def _make_extra_keeping_hook(cls: type[Dialog]) -> Callable[[Any, Any], Dialog]:
+_int_tuple_hook = converter.get_structure_hook(tuple[int, ...])
+
+
+def _mute_list(value: Any, _: Any) -> tuple[int, ...]:
+    """``mute_list``: a list of user ids, or a map of user id to flag (newer portals).
+
+    ``{"503": true, "27": false}`` gives ``(503,)``: the muted users are the keys whose
+    flag is true.
+    """
+    if type(value) is list or not _is_object(value):
+        return typing.cast(tuple[int, ...], _int_tuple_hook(value, tuple[int, ...]))
+    muted: list[int] = []
+    errors: list[Exception] = []
+    for key, flag in value.items():
+        try:
+            try:
+                user_id = _int(key, None)
+            except TypeError:
+                raise TypeError("expected user ids as keys, got a key that is not one") from None
+            if _bool(flag, None):
+                muted.append(user_id)
+        except TypeError as exc:
+            exc.add_note(IterableValidationNote(f"key {_index_label(key)}", key, bool))
+            errors.append(exc)
+    if errors:
+        raise IterableValidationError("while structuring mute_list", errors, tuple[int, ...])
+    return tuple(muted)
+
+
+#: Per-class overrides of the generated structuring functions.
+_OVERRIDES: dict[type, dict[str, Any]] = {
+    Dialog: {
+        # Portals of 2024 answer "dialog_id": null; Dialog derives "chat<ID>" then.
+        "dialog_id": override(struct_hook=lambda v, _: "" if v is None else _str(v, None)),
+        "mute_list": override(struct_hook=_mute_list),
+    },
+}
+
+
+def _name_from_title(dialog: Dialog) -> None:
+    # Old portals (im.dialog.get of 2017) call the chat's name "title".
+    title = dialog.extra.get("title")
+    if dialog.name is None and isinstance(title, str):
+        object.__setattr__(dialog, "name", title)
+
+
+#: What to do once a class's ``extra`` is known (only when it has unknown keys).
+_AFTER_EXTRA: dict[type, Callable[[Any], None]] = {Dialog: _name_from_title}
+
+
+def _keeps_extra(tp: Any) -> bool:
+    """Whether ``tp`` keeps its unknown keys: an attrs class with an ``extra`` field
+    outside equality (``attrs.field(factory=dict, eq=False)``, as ``Dialog.extra``)."""
+    if not (isinstance(tp, type) and attrs.has(tp)):
+        return False
+    field = attrs.fields_dict(tp).get("extra")
+    return field is not None and not field.eq
+
+
+def _make_extra_keeping_hook(cls: type[Any]) -> Callable[[Any, Any], Any]:
+    """Structure ``cls`` from an object, keeping the keys it does not know in ``extra``."""
     known = frozenset(f.name for f in attrs.fields(cls) if f.name != "extra")
     base = make_dict_structure_fn(
-        cls,
-        converter,
-        extra=override(omit=True),
-        # Portals of 2024 answer "dialog_id": null; Dialog derives "chat<ID>" then.
-        dialog_id=override(struct_hook=lambda v, _: "" if v is None else _str(v, None)),
+        cls, converter, extra=override(omit=True), **_OVERRIDES.get(cls, {})
     )
+    what = "a chat object" if cls is Dialog else f"an object ({cls.__name__})"
 
-    def hook(value: Any, _: Any) -> Dialog:
-        if not isinstance(value, Mapping):
-            raise TypeError(f"expected a chat object, got {type(value).__name__}")
-        dialog = base(value, cls)
-        extra = {key: item for key, item in value.items() if key not in known}
-        if extra:
-            object.__setattr__(dialog, "extra", extra)
-        return dialog
+    after = _AFTER_EXTRA.get(cls)
+
+    def hook(value: Any, _: Any) -> Any:
+        if not _is_object(value):
+            raise TypeError(f"expected {what}, got {_kind(value)}")
+        instance = base(value, cls)
+        # Usually every key is known: one C-level pass over the keys says so.
+        if not known.issuperset(value):
+            extra = {key: item for key, item in value.items() if key not in known}
+            object.__setattr__(instance, "extra", extra)
+            if after is not None:
+                after(instance)
+        return instance
 
     return hook
 
 
-converter.register_structure_hook(Dialog, _make_extra_keeping_hook(Dialog))
+converter.register_structure_hook_factory(_keeps_extra, _make_extra_keeping_hook)
 
 
 def structure(value: Any, cl: type[T]) -> T:
@@ -264,12 +404,56 @@ def structure_time(value: Any) -> TimeInfo | None:
         return None
 
 
+_MAX_MESSAGES = 3
+
+
+def _raised_here(error: BaseException) -> bool:
+    """Whether ``error`` was raised by a hook of this module (so its words are ours)."""
+    tb = error.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_globals.get("__name__") == __name__
+
+
+def _cause(error: BaseException) -> str:
+    """The innermost cause of a leaf error, in words."""
+    if isinstance(error, KeyError):
+        return "required field missing"
+    if isinstance(error, TypeError) and error.args and _raised_here(error):
+        # The hooks above word these, naming kinds of values, never values.
+        return str(error.args[0])[:200]
+    # Another library's message may quote the value (network text): name the type only.
+    return f"could not be read ({type(error).__name__})"
+
+
+def _step(error: BaseException, path: str) -> str:
+    """The path of a sub-error of a group: its field or item note extends ``path``."""
+    for note in getattr(error, "__notes__", ()):
+        if isinstance(note, AttributeValidationNote):
+            return f"{path}.{note.name}"
+        if isinstance(note, IterableValidationNote):
+            return f"{path}[{_index_label(note.index)}]"
+    return path
+
+
+def _leaves(error: BaseException, path: str, out: list[str]) -> None:
+    """Append ``path: cause`` for each leaf error under ``error``, depth first."""
+    if isinstance(error, BaseExceptionGroup):  # cattrs' class and iterable errors
+        for sub in error.exceptions:
+            _leaves(sub, _step(sub, path), out)
+    else:
+        out.append(f"{path}: {_cause(error)}")
+
+
 def describe_error(error: BaseException) -> str:
-    """Return a one-line summary of a structuring error (the paths that did not fit)."""
-    if isinstance(error, cattrs.BaseValidationError):
-        messages = cattrs.transform_error(error)
-        summary = "; ".join(messages[:3])
-        if len(messages) > 3:
-            summary += f"; and {len(messages) - 3} more"
-        return summary
-    return f"{type(error).__name__}: {error}"
+    """Return a one-line summary of a structuring error: each path and its innermost cause.
+
+    ``$.mute_list[0]: expected an integer, got a boolean``; several are joined by ``; ``
+    (the first three, then how many more).
+    """
+    messages: list[str] = []
+    _leaves(error, "$", messages)
+    summary = "; ".join(messages[:_MAX_MESSAGES])
+    if len(messages) > _MAX_MESSAGES:
+        summary += f"; and {len(messages) - _MAX_MESSAGES} more"
+    return summary

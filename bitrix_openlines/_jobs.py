@@ -87,7 +87,16 @@ def _plain(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
     if attrs.has(type(value)):
-        return {f.name: _plain(getattr(value, f.name)) for f in attrs.fields(type(value))}
+        # An object's unknown keys (its ``extra``) sit beside its fields, as they came.
+        data = {
+            f.name: _plain(getattr(value, f.name))
+            for f in attrs.fields(type(value))
+            if f.name != "extra"
+        }
+        extra = getattr(value, "extra", None)
+        if isinstance(extra, Mapping):
+            data.update({str(k): _plain(v) for k, v in extra.items() if str(k) not in data})
+        return data
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -96,11 +105,11 @@ def _plain(value: Any) -> Any:
 
 
 def dialog_to_json(dialog: Dialog) -> dict[str, Any]:
-    """Render a dialog as a JSON-ready dict: its fields (dates as ISO text) and ``extra``."""
-    data = {
-        f.name: _plain(getattr(dialog, f.name)) for f in attrs.fields(Dialog) if f.name != "extra"
-    }
-    data.update({k: v for k, v in dialog.extra.items() if k not in data})
+    """Render a dialog as a JSON-ready dict: its fields (dates as ISO text) and ``extra``.
+
+    Each nested object's ``extra`` is merged into that object the same way.
+    """
+    data: dict[str, Any] = _plain(dialog)
     return data
 
 

@@ -10,6 +10,7 @@ and, for ``legacy_2024``, ``imopenlines.dialog.get__legacy2024_200_success.json`
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 from typing import Any, Final
 
@@ -39,6 +40,16 @@ def _positive_int(instance: Any, attribute: attrs.Attribute[int], value: int) ->
 def _non_negative_int(instance: Any, attribute: attrs.Attribute[int], value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"FakeDialog.{attribute.name} must be an int >= 0, got {value!r}")
+
+
+def _as_tuple(value: Iterable[int]) -> tuple[int, ...]:
+    return tuple(value)
+
+
+def _user_ids(instance: Any, attribute: attrs.Attribute[tuple[int, ...]], value: Any) -> None:
+    for item in value:
+        if isinstance(item, bool) or not isinstance(item, int) or item < 1:
+            raise ValueError(f"FakeDialog.{attribute.name} must hold ints >= 1, got {item!r}")
 
 
 def _non_empty_str(instance: Any, attribute: attrs.Attribute[str], value: str) -> None:
@@ -79,6 +90,9 @@ class FakeDialog:
         message_count: Number of messages.
         last_message_id: Id of the last message.
         color: Chat colour, ``#rrggbb``.
+        muted: User ids who turned the chat's notifications off. Rendered as newer
+            portals write ``mute_list``, a map of user id to ``true`` (``{"503": true}``);
+            none gives ``[]``, as in the documented answer.
     """
 
     chat_id: int = attrs.field(validator=_positive_int)
@@ -94,6 +108,7 @@ class FakeDialog:
     message_count: int = attrs.field(default=1, validator=_non_negative_int)
     last_message_id: int = attrs.field(default=1, validator=_non_negative_int)
     color: str = "#58cc47"
+    muted: tuple[int, ...] = attrs.field(default=(), converter=_as_tuple, validator=_user_ids)
 
     @property
     def dialog_id(self) -> str:
@@ -213,7 +228,7 @@ def render_dialog(dialog: FakeDialog, *, user_id: int) -> dict[str, Any]:
         "entity_data_1": _entity_data_1(dialog, legacy=False),
         "entity_data_2": f"LEAD|{dialog.crm_lead_id}|COMPANY|0|CONTACT|0|DEAL|0",
         "entity_data_3": "N",
-        "mute_list": [],
+        "mute_list": {str(user): True for user in dialog.muted} if dialog.muted else [],
         "date_create": _atom(dialog.date_create),
         "message_type": "L",
         "public": "",

@@ -2,8 +2,11 @@
 
 The chat object has 38 fields on current portals and 16 on portals of 2024
 (``bitrix-docs-examples/imopenlines.dialog.get__*``), so every field that the 2024 object
-lacks has a default. Fields the SDK does not know yet are kept in ``Dialog.extra`` instead
-of breaking the parse.
+lacks has a default. Fields the SDK does not know yet are kept, at every level: in
+``Dialog.extra`` for the chat object's own keys, and in the ``extra`` of each nested object
+(``Restrictions.extra``, ``ReadEntry.extra``...) for theirs. No value of an answer is
+dropped: each is a typed attribute or sits in an ``extra``. ``docs/methods.md`` lists the
+variants of the chat object that the SDK accepts.
 
 ``entity_id`` is the open line's user code and ``entity_data_1/2/3`` are pipe-separated
 service fields whose layouts come from the ``imopenlines`` module (PROTOCOL.md section
@@ -127,7 +130,11 @@ class UserCode:
 
 @attrs.frozen(slots=True)
 class Restrictions:
-    """What members may do in the chat (``restrictions``); ``True`` means allowed."""
+    """What members may do in the chat (``restrictions``); ``True`` means allowed.
+
+    Keys the SDK does not know are kept in ``extra``, as in :attr:`Dialog.extra` (the
+    ``restrictions`` of ``im.dialog.get`` also have ``path`` and ``path_title``).
+    """
 
     avatar: bool | None = None
     rename: bool | None = None
@@ -138,11 +145,15 @@ class Restrictions:
     leave_owner: bool | None = None
     send: bool | None = None
     user_list: bool | None = None
+    extra: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
 
 
 @attrs.frozen(slots=True)
 class Permissions:
-    """Who may do what in the chat: each value is ``member``, ``manager`` or ``owner``."""
+    """Who may do what in the chat: each value is ``member``, ``manager`` or ``owner``.
+
+    Keys the SDK does not know are kept in ``extra``.
+    """
 
     manage_users_add: str | None = None
     manage_users_delete: str | None = None
@@ -150,43 +161,48 @@ class Permissions:
     manage_settings: str | None = None
     manage_messages: str | None = None
     can_post: str | None = None
+    extra: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
 
 
 @attrs.frozen(slots=True)
 class EntityLink:
-    """The link from the chat to its entity (``entity_link``)."""
+    """The link from the chat to its entity (``entity_link``); unknown keys in ``extra``."""
 
     type: str | None = None
     url: str | None = None
     id: str | None = None
+    extra: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
 
 
 @attrs.frozen(slots=True)
 class ReadEntry:
-    """One member's read position (an item of ``readed_list``)."""
+    """One member's read position (an item of ``readed_list``); unknown keys in ``extra``."""
 
     user_id: int
     user_name: str | None = None
     message_id: int | None = None
     date: datetime | None = None
+    extra: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
 
 
 @attrs.frozen(slots=True)
 class Viewer:
-    """One of the first viewers of the last message."""
+    """One of the first viewers of the last message; unknown keys in ``extra``."""
 
     user_id: int
     user_name: str | None = None
     date: datetime | None = None
+    extra: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
 
 
 @attrs.frozen(slots=True)
 class LastMessageViews:
-    """Who saw the last message (``last_message_views``)."""
+    """Who saw the last message (``last_message_views``); unknown keys in ``extra``."""
 
     message_id: int | None = None
     first_viewers: tuple[Viewer, ...] = ()
     count_of_viewers: int = 0
+    extra: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
 
 
 def _part(parts: list[str], index: int) -> str:
@@ -212,6 +228,10 @@ def _time_part(parts: list[str], index: int) -> datetime | None:
         return None
 
 
+# The ten parts of entity_data_1 that SessionData names; later parts go to its extra.
+_SESSION_PARTS = 10
+
+
 @attrs.frozen(slots=True)
 class SessionData:
     """The operator chat's session fields, parsed from ``entity_data_1``.
@@ -219,6 +239,19 @@ class SessionData:
     Layout (PROTOCOL.md 7.3): ``CRM|CRM_ENTITY_TYPE|CRM_ENTITY_ID|PAUSE|WAIT_ACTION|
     SESSION_ID|DATE_CREATE|LINE_ID|BLOCK_DATE|BLOCK_REASON``. Missing parts take the
     defaults below, so the shorter strings of older portals parse too.
+
+    Two parts differ between portals, and are read so that both forms mean the same:
+
+    - ``block_reason``: "no reason" is ``0`` on current portals and empty on older ones
+      (``...|0|0`` and ``...|0|``); both give ``""``.
+    - ``line_id``: the server writes the line only when it is positive, so current
+      portals often have ``0`` here while ``entity_id`` names the line (``livechat|22|..``).
+      ``line_id`` stays what the portal wrote; :attr:`Dialog.line_id` falls back to the
+      line of ``entity_id``.
+
+    Attributes:
+        extra: Parts after the ten known ones, by their position in the string
+            (``{10: "..."}``), should a portal write more; empty otherwise.
     """
 
     crm: bool = False
@@ -231,11 +264,13 @@ class SessionData:
     line_id: int = 0
     block_date: datetime | None = None
     block_reason: str = ""
+    extra: dict[int, str] = attrs.field(factory=dict, eq=False, repr=False)
 
     @classmethod
     def parse(cls, raw: str | None) -> SessionData:
         """Parse an ``entity_data_1`` string; an empty or ``None`` value gives the defaults."""
         parts = (raw or "").split("|")
+        block_reason = _part(parts, 9).strip()
         return cls(
             crm=_flag_part(parts, 0),
             crm_entity_type=_part(parts, 1).strip() or "NONE",
@@ -246,8 +281,13 @@ class SessionData:
             date_create=_time_part(parts, 6),
             line_id=_int_part(parts, 7),
             block_date=_time_part(parts, 8),
-            block_reason=_part(parts, 9).strip(),
+            # The server's default is the number 0 ("no reason"); older portals left it empty.
+            block_reason="" if block_reason == "0" else block_reason,
+            extra=dict(enumerate(parts[_SESSION_PARTS:], start=_SESSION_PARTS)),
         )
+
+
+_CRM_KEYS = frozenset({"lead", "company", "contact", "deal"})
 
 
 @attrs.frozen(slots=True)
@@ -255,23 +295,34 @@ class CrmBindings:
     """The CRM entities bound to the chat, parsed from ``entity_data_2``.
 
     Layout: pairs ``LEAD|<id>|COMPANY|<id>|CONTACT|<id>|DEAL|<id>``; ``0`` means none.
+
+    Attributes:
+        extra: Pairs of other names, as written (``{"ORDER": "7"}``), should a portal
+            write them; a lone trailing part is kept under ``""``. Empty otherwise.
     """
 
     lead: int = 0
     company: int = 0
     contact: int = 0
     deal: int = 0
+    extra: dict[str, str] = attrs.field(factory=dict, eq=False, repr=False)
 
     @classmethod
     def parse(cls, raw: str | None) -> CrmBindings:
-        """Parse an ``entity_data_2`` string; unknown pairs are ignored."""
+        """Parse an ``entity_data_2`` string; pairs of other names go to ``extra``."""
         parts = (raw or "").split("|")
         found: dict[str, int] = {}
+        extra: dict[str, str] = {}
         for index in range(0, len(parts) - 1, 2):
-            key = parts[index].strip().lower()
-            if key in ("lead", "company", "contact", "deal"):
+            name = parts[index]
+            key = name.strip().lower()
+            if key in _CRM_KEYS:
                 found[key] = _int_part(parts, index + 1)
-        return cls(**found)
+            elif name or parts[index + 1]:
+                extra[name] = parts[index + 1]
+        if len(parts) % 2 and parts[-1]:
+            extra[""] = parts[-1]
+        return cls(**found, extra=extra)
 
 
 @attrs.frozen(slots=True)
@@ -280,7 +331,19 @@ class Dialog:
 
     The first 16 attributes (through ``type``) exist on every portal; the rest came with
     the 38-field object of current portals and are ``None`` (or empty) on older ones.
-    Date fields are timezone-aware. Unknown fields are kept in ``extra``.
+    Date fields are timezone-aware. Unknown fields are kept in ``extra`` (and unknown keys
+    of a nested object in that object's ``extra``).
+
+    Shapes that differ between portals (``docs/methods.md`` has the full table):
+
+    - ``mute_list`` is a list of user ids, or, on newer portals, a map of user id to flag
+      (``{"503": true}``): either way it becomes the tuple of muted user ids (the keys
+      whose flag is true).
+    - Ids may come as digit strings on old portals (``"id": "21191"``): they become ints.
+    - Old portals name the chat ``title`` instead of ``name``: it is kept in
+      ``extra["title"]``, and ``name`` takes its value when the portal sent no ``name``.
+    - ``disappearing_time`` (current portals): the chat's disappearing-messages setting,
+      an integer as the portal writes it; ``None`` when not sent.
     """
 
     id: int
@@ -322,6 +385,8 @@ class Dialog:
     is_new: bool | None = None
     readed_list: tuple[ReadEntry, ...] = ()
     last_message_views: LastMessageViews | None = None
+    # Seen on current portals only.
+    disappearing_time: int | None = None
     extra: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
@@ -353,6 +418,21 @@ class Dialog:
     def session_id(self) -> int | None:
         """The current open-line session id, or ``None`` when the portal did not say."""
         return self.session.session_id or None
+
+    @property
+    def line_id(self) -> int | None:
+        """The open line's id: the session's line, else the line of ``entity_id``.
+
+        The server writes the line into ``entity_data_1`` only when it is positive, so on
+        current portals :attr:`SessionData.line_id` is often ``0`` while ``entity_id``
+        (``livechat|22|1775|599``) names line 22: this gives 22 then. ``None`` when neither
+        names a line.
+        """
+        line = self.session.line_id
+        if line > 0:
+            return line
+        code = self.user_code
+        return code.line_id if code is not None and code.line_id > 0 else None
 
     @property
     def crm(self) -> CrmBindings:

@@ -302,3 +302,22 @@ async def test_add_dialog(portal: FakePortal, http: aiohttp.ClientSession) -> No
     assert (status, body["result"]["id"]) == (200, 777)
     with pytest.raises(ValueError, match="user_code"):
         portal.add_dialog(FakeDialog(chat_id=778, session_id=7778, user_code=new.user_code))
+
+
+async def test_muted_users_are_written_as_a_map(http: aiohttp.ClientSession) -> None:
+    # Newer portals write mute_list as {user id: true}; none is the documented [].
+    dialogs = [
+        FakeDialog(chat_id=1, session_id=1, user_code="livechat|1|1|1", muted=(503, 27)),
+        FakeDialog(chat_id=2, session_id=2, user_code="livechat|1|2|2"),
+    ]
+    async with FakePortal(dialogs=dialogs) as portal:
+        _, muted = await call(http, portal.webhook_url + DIALOG_GET, {"CHAT_ID": 1})
+        _, none = await call(http, portal.webhook_url + DIALOG_GET, {"CHAT_ID": 2})
+    assert muted["result"]["mute_list"] == {"503": True, "27": True}
+    assert none["result"]["mute_list"] == []
+
+
+@pytest.mark.parametrize("muted", [(0,), (True,), ("503",), (-1,)])
+def test_fake_dialog_muted_must_be_user_ids(muted: tuple[Any, ...]) -> None:
+    with pytest.raises(ValueError, match="muted"):
+        FakeDialog(chat_id=1, session_id=1, user_code="a|1|1|1", muted=muted)

@@ -384,9 +384,10 @@ def use_dialog(dialog: Dialog) -> None:
         dialog.session_id,
         dialog.crm,
         dialog.silent_mode,
+        dialog.line_id,
         dialog.extra,
     )
-    assert len(values) == 8
+    assert len(values) == 9
     assert dialog.dialog_id
     repr(dialog)
 

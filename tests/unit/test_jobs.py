@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from bitrix_openlines import DialogGet, DialogOutcome
+from bitrix_openlines._convert import structure
 from bitrix_openlines._jobs import (
     QueryLine,
     dialog_to_json,
@@ -86,6 +87,28 @@ def test_dialog_to_json_dates_nested_and_extra() -> None:
     assert data["future_field"] == {"x": 1}
     assert "extra" not in data
     json.dumps(data)  # JSON-ready
+
+
+def test_dialog_to_json_merges_nested_extras() -> None:
+    # A nested object's unknown keys sit beside its fields, as they came.
+    dialog = structure(
+        {
+            "id": 5,
+            "restrictions": {"avatar": True, "path": "/online/"},
+            "readed_list": [{"user_id": 7, "avatar": {"url": ""}}],
+            "last_message_views": {"first_viewers": [{"user_id": 7, "hint": 1}]},
+        },
+        Dialog,
+    )
+    data = dialog_to_json(dialog)
+    assert data["restrictions"]["avatar"] is True
+    assert data["restrictions"]["path"] == "/online/"
+    assert "extra" not in data["restrictions"]
+    assert data["readed_list"] == [
+        {"user_id": 7, "user_name": None, "message_id": None, "date": None, "avatar": {"url": ""}}
+    ]
+    assert data["last_message_views"]["first_viewers"][0]["hint"] == 1
+    json.dumps(data)
 
 
 def test_outcome_records() -> None:
