@@ -1,8 +1,8 @@
 """Decode throughput: structuring the documented 38-field chat object into ``Dialog``.
 
 The body is the documentation's own example answer of ``imopenlines.dialog.get``
-(``shared/bitrix-docs-examples/imopenlines.dialog.get__200_success.json``, beside the
-repository). Three loops run over that one body, alternated in blocks with the order
+(``tests/data/docs-examples/imopenlines.dialog.get__200_success.json``, copied into the
+repository with its source named). Three loops run over that one body, alternated in blocks with the order
 rotating each round so that they share the machine's state:
 
 - ``structure``: ``bitrix_openlines._convert.structure(result, Dialog)`` of the already
@@ -33,7 +33,7 @@ from ._result import Result
 
 __all__ = ["EXAMPLES", "decode_throughput"]
 
-EXAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "bitrix-docs-examples"
+EXAMPLES = Path(__file__).resolve().parents[1] / "tests" / "data" / "docs-examples"
 EXAMPLE = "imopenlines.dialog.get__200_success.json"
 
 
@@ -74,7 +74,7 @@ def _decode_throughput(dialogs: int, rounds: int, warmup: int) -> Result:
     if not path.is_file():
         raise FileNotFoundError(
             f"{path} is missing: the benchmark decodes the documentation's example, "
-            "expected in shared/bitrix-docs-examples beside the repository"
+            "expected in tests/data/docs-examples"
         )
     body = path.read_bytes()
     result = json.loads(body)["result"]
