@@ -2,8 +2,8 @@
 
 The body is the documentation's own example answer of ``imopenlines.dialog.get``
 (``tests/data/docs-examples/imopenlines.dialog.get__200_success.json``, copied into the
-repository with its source named). Three loops run over that one body, alternated in blocks with the order
-rotating each round so that they share the machine's state:
+repository with its source named). Three loops run over that one body, alternated in
+blocks with the order rotating each round so that they share the machine's state:
 
 - ``structure``: ``bitrix_openlines._convert.structure(result, Dialog)`` of the already
   parsed ``result`` (what the SDK adds to a parser), dialogs per second;
