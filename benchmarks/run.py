@@ -18,6 +18,8 @@ Benchmarks (see ``benchmarks/README.md``):
   ``json.loads`` of it.
 - ``hostile_input``: ``parse_event`` of hostile event bodies (18/70/140 KiB of
   ``data[]=x``, deep and wide forms, deep JSON) vs the 18 KiB time scaled by size.
+- ``job_cpu``: the client's CPU per dialog of a ``get_dialogs`` job vs bare aiohttp batch
+  POSTs plus ``json.loads`` (and fast-bitrix24, with the ``peers`` extra).
 - ``peers_fast_bitrix24``: the 5,000-dialog job with fast-bitrix24, side by side (skipped
   unless the ``peers`` extra is installed).
 
@@ -49,6 +51,7 @@ from ._result import Result
 from .decode import decode_throughput
 from .hostile_input import hostile_input
 from .iter_memory import iter_dialogs_memory
+from .job_cpu import job_cpu
 from .multiprocess import multiprocess_redis
 from .peers import peers_fast_bitrix24
 from .per_call import per_call_overhead
@@ -114,6 +117,12 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         "parse_event of hostile event bodies: linear growth, each under 1 s",
         full=lambda: hostile_input(repeats=15, with_cap_size=True),
         quick=lambda: hostile_input(repeats=9, with_cap_size=False),
+    ),
+    Benchmark(
+        "job_cpu",
+        "client CPU per dialog of get_dialogs vs bare aiohttp batches (and fast-bitrix24)",
+        full=lambda: job_cpu(20_000, rounds=2),
+        quick=lambda: job_cpu(5_000, rounds=2),
     ),
     Benchmark(
         "peers_fast_bitrix24",

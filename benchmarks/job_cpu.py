@@ -1,0 +1,156 @@
+"""Job CPU: the client process's CPU per dialog for a batch job, limits lifted.
+
+For a job the portal's limit sets the wall time, but the client's CPU per dialog sets how
+many portals one core can serve (a marketplace fleet, Enterprise limits). Each path
+resolves the same N unique ``CHAT_ID`` values through ``batch`` requests of 50 against
+a fake portal in its own process with no limits (``benchmarks/_portal_process.py``), so
+the portal's CPU is not the client's; ``time.process_time()`` of this process is read
+around each run:
+
+- ``get_dialogs``: ``client.get_dialogs([{"chat_id": i}, ...])`` (typed ``Dialog``
+  outcomes, 4 batches in flight, the SDK's default);
+- ``bare``: the least any Python client can do: aiohttp POSTs of the same ``batch``
+  bodies (4 in flight) and ``json.loads`` of each answer, the dialogs left as dicts;
+- ``fast-bitrix24`` (``peers`` extra): ``Bitrix.call("imopenlines.dialog.get", [...])``
+  with its pacing lifted, dialogs as dicts (skipped without the extra).
+
+The paths alternate, best of ``rounds`` each (CPU time is noisy on a shared machine).
+Targets (issue "Faster than a hand-written call"): ``get_dialogs`` at most 1.5 x bare,
+and below fast-bitrix24.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+
+from bitrix_openlines import OpenLinesClient, WebhookAuth
+from bitrix_openlines.wire import MAX_BATCH_COMMANDS, batch_command, to_wire
+
+from ._portal_process import portal_process
+from ._result import Result
+
+__all__ = ["job_cpu"]
+
+METHOD = "imopenlines.dialog.get"
+TARGET_RATIO = 1.5
+
+_Run = Callable[[int], Awaitable[int]]
+
+
+def _batches(first: int, count: int) -> list[dict[str, Any]]:
+    bodies = []
+    for start in range(first, first + count, MAX_BATCH_COMMANDS):
+        ids = range(start, min(start + MAX_BATCH_COMMANDS, first + count))
+        cmd = {
+            f"c{i}": batch_command(METHOD, to_wire({"CHAT_ID": chat}))
+            for i, chat in enumerate(ids)
+        }
+        bodies.append({"cmd": cmd, "halt": 0})
+    return bodies
+
+
+async def job_cpu(dialogs: int, *, rounds: int = 2) -> Result:
+    """Measure the client CPU per dialog of each path for ``dialogs`` unique dialogs."""
+    async with portal_process(dialogs) as url:
+        client = OpenLinesClient(WebhookAuth(url), rate_limit=None)
+        async with client, aiohttp.ClientSession() as http:
+
+            async def sdk(count: int) -> int:
+                outcomes = await client.get_dialogs([{"chat_id": i} for i in range(1, count + 1)])
+                return sum(
+                    o.dialog is not None and o.dialog.chat_id == o.index + 1 for o in outcomes
+                )
+
+            async def bare(count: int) -> int:
+                endpoint = f"{url}batch.json"
+                queue = _batches(1, count)
+                found = 0
+
+                async def worker() -> None:
+                    nonlocal found
+                    while queue:
+                        body = queue.pop()
+                        async with http.post(endpoint, json=body) as response:
+                            raw = await response.read()
+                        found += len(json.loads(raw)["result"]["result"])
+
+                await asyncio.gather(*(worker() for _ in range(4)))
+                return found
+
+            paths: dict[str, _Run] = {"get_dialogs": sdk, "bare": bare}
+            peer = _fast_bitrix24(url)
+            if peer is not None:
+                paths["fast-bitrix24"] = peer
+            cpu: dict[str, float] = dict.fromkeys(paths, float("inf"))
+            correct: dict[str, int] = {}
+            for run in paths.values():  # warm-up: connections, caches
+                await run(min(dialogs, 500))
+            for r in range(rounds):
+                names = list(paths)
+                shift = r % len(names)
+                for name in names[shift:] + names[:shift]:
+                    started = time.process_time()
+                    correct[name] = await paths[name](dialogs)
+                    cpu[name] = min(cpu[name], time.process_time() - started)
+    return _result(dialogs, rounds, cpu, correct)
+
+
+def _fast_bitrix24(url: str) -> _Run | None:
+    try:
+        module = importlib.import_module("fast_bitrix24")
+    except ImportError:
+        return None
+
+    async def run(count: int) -> int:
+        def job() -> int:
+            bx = module.Bitrix(url, verbose=False, requests_per_second=1e6, request_pool_size=1e6)
+            items = [{"CHAT_ID": i} for i in range(1, count + 1)]
+            got = bx.call(METHOD, items)
+            return len(got) if isinstance(got, list | tuple) else 0
+
+        return await asyncio.to_thread(job)
+
+    return run
+
+
+def _result(dialogs: int, rounds: int, cpu: dict[str, float], correct: dict[str, int]) -> Result:
+    per = {name: seconds / dialogs * 1e6 for name, seconds in cpu.items()}
+    ratio = per["get_dialogs"] / per["bare"]
+    peer = per.get("fast-bitrix24")
+    passed = ratio <= TARGET_RATIO and (peer is None or per["get_dialogs"] < peer)
+    notes = [
+        f"{dialogs:,} unique dialogs per path in batch requests of 50, limits lifted, "
+        f"fake portal in its own process; client process CPU, best of {rounds} rounds",
+        "µs of client CPU per dialog: "
+        + "; ".join(f"{name} {us:.1f}" for name, us in per.items())
+        + f"; get_dialogs / bare {ratio:.2f}"
+        + (f"; get_dialogs / fast-bitrix24 {per['get_dialogs'] / peer:.2f}" if peer else ""),
+        "dialogs returned right: " + "; ".join(f"{n} {c:,}" for n, c in correct.items()),
+    ]
+    if peer is None:
+        notes.append(
+            "fast-bitrix24 not measured: install the peers extra (pip install -e '.[peers]')"
+        )
+    return Result(
+        name="job_cpu",
+        figure=per["get_dialogs"],
+        unit="µs CPU/dialog",
+        reference=per["bare"],
+        reference_label="bare aiohttp batches + json.loads",
+        target=f"ratio <= {TARGET_RATIO} and below fast-bitrix24",
+        passed=passed and correct.get("get_dialogs") == dialogs,
+        details={
+            "cpu_us_per_dialog": per,
+            "correct": correct,
+            "dialogs": dialogs,
+            "rounds": rounds,
+        },
+        notes=notes,
+    )
