@@ -269,6 +269,7 @@ class OpenLinesClient:
         job = BatchJob(
             self._send_batch,
             queries,
+            send_single=self._send_single,
             retry=self._session.retry,
             budget=self._session.budget,
             on_rate_limited=self._session.rate_limited,
@@ -303,6 +304,7 @@ class OpenLinesClient:
         job = BatchJob(
             self._send_batch,
             methods,
+            send_single=self._send_single,
             retry=self._session.retry,
             budget=self._session.budget,
             on_rate_limited=self._session.rate_limited,
@@ -315,6 +317,10 @@ class OpenLinesClient:
 
     async def _send_batch(self, params: WireParams, *, idempotent: bool, commands: int) -> Answer:
         return await self._session.call("batch", params, idempotent=idempotent, commands=commands)
+
+    async def _send_single(self, method: str, params: WireParams, *, idempotent: bool) -> Answer:
+        # For a request of a batch job that must not go inside a batch (batch.py).
+        return await self._session.call(method, params, idempotent=idempotent)
 
 
 def _response(answer: Answer, returns: Any, method: str) -> Response[Any]:
