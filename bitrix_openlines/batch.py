@@ -478,8 +478,6 @@ class BatchJob:
         params = pending.alone
         if send is None or params is None:  # _make_request sends nothing else here
             raise AssertionError("a request sent alone needs send_single and its params")
-        if pending.started is None:
-            pending.started = self._policy.clock()
         kind = type(pending.request)
         try:
             answer = await send(pending.method, params, idempotent=kind.__idempotent__)
