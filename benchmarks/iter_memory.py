@@ -28,12 +28,14 @@ __all__ = ["iter_dialogs_memory"]
 TARGET_MB = 150.0
 
 
-async def _run_child(args: list[str], time_limit: float) -> dict[str, Any]:
-    """Run ``python -m benchmarks._memory_child ARGS`` and return its JSON line."""
+async def _run_child(
+    args: list[str], time_limit: float, module: str = "benchmarks._memory_child"
+) -> dict[str, Any]:
+    """Run ``python -m MODULE ARGS`` (a forking memory child) and return its JSON line."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "benchmarks._memory_child",
+        module,
         *args,
         cwd=ROOT,
         stdin=asyncio.subprocess.DEVNULL,

@@ -10,6 +10,8 @@ Benchmarks (see ``benchmarks/README.md``):
 - ``rate_limited_batch``: N dialogs through ``get_dialogs`` vs the portal's minimum time.
 - ``iter_dialogs_memory``: peak RSS growth of ``iter_dialogs`` over a huge input vs what
   a list of the input costs.
+- ``answer_cap_memory``: peak RSS growth of a client refusing a 50 MB answer at the
+  default cap vs one reading it whole.
 - ``multiprocess_redis``: 4 processes sharing one portal's bucket through Redis vs the
   portal's minimum time for all their calls.
 - ``per_call_overhead``: sequential ``get_dialog`` round trips vs a bare aiohttp POST plus
@@ -48,6 +50,7 @@ from typing import Any
 from bitrix_openlines import __version__
 
 from ._result import Result
+from .answer_cap import answer_cap_memory
 from .decode import decode_throughput
 from .hostile_input import hostile_input
 from .iter_memory import iter_dialogs_memory
@@ -92,6 +95,12 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         "peak RSS growth of iter_dialogs over a huge input",
         full=lambda: iter_dialogs_memory(queries=1_000_000, dialogs=10_000),
         quick=lambda: iter_dialogs_memory(queries=100_000, dialogs=10_000),
+    ),
+    Benchmark(
+        "answer_cap_memory",
+        "peak RSS of a refused 50 MB answer vs reading it whole",
+        full=lambda: answer_cap_memory(size=50_000_000),
+        quick=lambda: answer_cap_memory(size=50_000_000),
     ),
     Benchmark(
         "multiprocess_redis",

@@ -32,14 +32,32 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
+# A webhook URL is under 300 bytes; a file much larger is not one (and is not read whole).
+_MAX_URL_FILE_BYTES = 4096
+
+FLAG_WARNING = (
+    "bitrix-openlines: warning: --webhook-url puts the webhook's secret code in the process "
+    "list (ps) and the shell history; set BITRIX24_WEBHOOK_URL or use --webhook-url-file "
+    "PATH instead\n"
+)
+
 
 def add_auth_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the credential and limit flags shared by the ``dialog`` commands."""
     group = parser.add_argument_group("credentials (flags override the environment)")
-    group.add_argument(
+    webhook = group.add_mutually_exclusive_group()
+    webhook.add_argument(
+        "--webhook-url-file",
+        metavar="PATH",
+        help="a file holding the incoming webhook's URL (preferred, with BITRIX24_WEBHOOK_URL)",
+    )
+    webhook.add_argument(
         "--webhook-url",
         metavar="URL",
-        help="incoming webhook https://portal/rest/<user>/<code>/ (env BITRIX24_WEBHOOK_URL)",
+        help=(
+            "incoming webhook https://portal/rest/<user>/<code>/; visible to other users "
+            "in ps: prefer env BITRIX24_WEBHOOK_URL or --webhook-url-file"
+        ),
     )
     group.add_argument(
         "--tokens-file",
@@ -69,14 +87,53 @@ def _env(args: argparse.Namespace, flag: str, variable: str) -> str | None:
     return value if value else os.environ.get(variable) or None
 
 
-def build_auth(args: argparse.Namespace) -> Auth:
+def read_webhook_url_file(path: str) -> str:
+    """Return the webhook URL held in ``path``, stripped of surrounding whitespace.
+
+    Raises:
+        CommandLineError: The file is missing, unreadable, too large, not UTF-8 text, empty
+            or more than one line; the text names the file, never its content.
+    """
+    where = f"--webhook-url-file: {path}"
+    try:
+        with open(path, "rb") as stream:
+            data = stream.read(_MAX_URL_FILE_BYTES + 1)
+    except OSError as exc:
+        raise CommandLineError(f"{where}: cannot read it: {exc.strerror}") from None
+    if len(data) > _MAX_URL_FILE_BYTES:
+        raise CommandLineError(
+            f"{where}: larger than {_MAX_URL_FILE_BYTES} bytes, not a webhook URL"
+        )
+    try:
+        url = data.decode("utf-8-sig").strip()
+    except UnicodeDecodeError:
+        raise CommandLineError(f"{where}: not UTF-8 text") from None
+    if not url:
+        raise CommandLineError(f"{where}: the file is empty")
+    if len(url.splitlines()) > 1:
+        raise CommandLineError(f"{where}: the file must hold the URL alone, on one line")
+    return url
+
+
+def build_auth(args: argparse.Namespace, err: TextIO | None = None) -> Auth:
     """Build the auth from flags and environment.
+
+    ``--webhook-url`` (visible in ``ps``) prints a warning to ``err``, once per call.
 
     Raises:
         CommandLineError: Nothing or too much is configured, or a value is invalid; the text
             names the setting, never its secret value.
     """
-    webhook = _env(args, "webhook_url", "BITRIX24_WEBHOOK_URL")
+    url_file = getattr(args, "webhook_url_file", None)
+    if getattr(args, "webhook_url", None) and err is not None:
+        err.write(FLAG_WARNING)
+        err.flush()
+    if url_file:
+        webhook: str | None = read_webhook_url_file(url_file)
+        source = "--webhook-url-file"
+    else:
+        webhook = _env(args, "webhook_url", "BITRIX24_WEBHOOK_URL")
+        source = "--webhook-url / BITRIX24_WEBHOOK_URL"
     tokens_file = _env(args, "tokens_file", "BITRIX24_TOKENS_FILE")
     if webhook and tokens_file:
         raise CommandLineError("give either a webhook URL or an OAuth tokens file, not both")
@@ -84,7 +141,7 @@ def build_auth(args: argparse.Namespace) -> Auth:
         try:
             return WebhookAuth(webhook)
         except (TypeError, ValueError) as exc:
-            raise CommandLineError(f"--webhook-url / BITRIX24_WEBHOOK_URL: {exc}") from None
+            raise CommandLineError(f"{source}: {exc}") from None
     if tokens_file:
         client_id = _env(args, "client_id", "BITRIX24_CLIENT_ID")
         client_secret = os.environ.get("BITRIX24_CLIENT_SECRET")
@@ -105,7 +162,7 @@ def build_auth(args: argparse.Namespace) -> Auth:
         except (TypeError, ValueError) as exc:
             raise CommandLineError(f"OAuth settings: {exc}") from None
     raise CommandLineError(
-        "no credentials: set BITRIX24_WEBHOOK_URL (or --webhook-url), or "
+        "no credentials: set BITRIX24_WEBHOOK_URL (or --webhook-url-file), or "
         "BITRIX24_TOKENS_FILE with BITRIX24_CLIENT_ID and BITRIX24_CLIENT_SECRET"
     )
 
@@ -149,7 +206,7 @@ def build_rate_limit(args: argparse.Namespace) -> RateLimit:
 def run_get(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """``dialog get``: print one dialog as JSON."""
     try:
-        auth = build_auth(args)
+        auth = build_auth(args, err)
         limit = build_rate_limit(args)
         query = {
             key: getattr(args, key)
@@ -236,7 +293,7 @@ def run_get_many(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             raise CommandLineError(
                 f"--output: {args.output} exists; use --resume to continue it, or remove it"
             )
-        auth = build_auth(args)
+        auth = build_auth(args, err)
         limit = build_rate_limit(args)
         try:
             skip = scan_output(args.output) if args.resume else set()

@@ -404,6 +404,11 @@ class InMemoryTokenStore(TokenStore):
         return f"InMemoryTokenStore(keys={len(self._pairs)})"
 
 
+# A token answer is under 1 KB; the OAuth server's answers are capped far lower than
+# the portal's (OpenLinesClient's max_answer_bytes).
+_MAX_TOKEN_ANSWER_BYTES = 64 * 1024
+
+
 async def _request_tokens(
     session: aiohttp.ClientSession | None,
     timeouts: Timeouts | None,
@@ -416,7 +421,7 @@ async def _request_tokens(
     Uses ``session`` when given (never closing it), else a session opened for this
     request alone: a refresh belongs to no client.
     """
-    transport = Transport(session, timeouts=timeouts)
+    transport = Transport(session, timeouts=timeouts, max_answer_bytes=_MAX_TOKEN_ANSWER_BYTES)
     try:
         raw = await transport.get(token_url, params, method="oauth.token", redact=redactor)
     finally:

@@ -17,6 +17,9 @@ session's, in a client) and reads the answers with :mod:`~bitrix_openlines.wire`
   answer) goes back in the queue; a whole ``batch`` request that fails (503, a dropped
   connection, a 5xx) is retried whole by the client's retry policy; after the policy's
   last attempt the remaining commands become failed outcomes;
+- a request with a value the portal would rewrite inside a ``batch`` (a reference like
+  ``$result[c0][id]``, see :func:`holds_batch_reference`) is sent alone, through the
+  ``send_single`` callable, so it means the same as in a single call;
 - every request ends with exactly one outcome: nothing is lost, duplicated or hidden.
 """
 
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import re
 from collections import deque
 from collections.abc import (
     AsyncIterable,
@@ -33,7 +37,7 @@ from collections.abc import (
     Iterable,
     Mapping,
 )
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Final, Generic, Protocol, TypeVar
 
 import attrs
 
@@ -66,6 +70,8 @@ __all__ = [
     "BatchOutcome",
     "DialogOutcome",
     "SendBatch",
+    "SendSingle",
+    "holds_batch_reference",
 ]
 
 T = TypeVar("T")
@@ -76,6 +82,25 @@ ProgressCallback = Callable[[int, int, int | None], Awaitable[None] | None]
 class _Answer(Protocol):
     @property
     def envelope(self) -> dict[str, Any]: ...
+
+
+class _SingleAnswer(Protocol):
+    @property
+    def envelope(self) -> dict[str, Any]: ...
+
+    @property
+    def time(self) -> TimeInfo | None: ...
+
+
+class SendSingle(Protocol):
+    """Send one call of ``method`` alone (``params`` in wire form); return its decoded answer.
+
+    It raises the call's final error, after the retry policy's attempts.
+    """
+
+    def __call__(
+        self, method: str, params: WireParams, *, idempotent: bool
+    ) -> Awaitable[_SingleAnswer]: ...
 
 
 class SendBatch(Protocol):
@@ -125,6 +150,39 @@ class DialogOutcome(BatchOutcome["Dialog"]):
         return self.result
 
 
+# -- batch references --------------------------------------------------------------------
+
+# Inside a batch the portal rewrites parameter values that hold $result[...], $next[...],
+# $total[...], $time[...] or $error[...] (any case; the name may run on, "$timestamp[1]"
+# counts) and keys that hold "$" followed by [...] (PROTOCOL.md section 5: the regex
+# /\$(result|next|total|time|error)([^\s]*)/i, and its path /\[([^\]]+)\]/). The value is
+# read after parse_str, so no percent-encoding hides the pattern: there is no escape.
+_REFERENCE_NAME: Final = re.compile(r"\$(?:result|next|total|time|error)", re.IGNORECASE)
+
+
+def holds_batch_reference(params: WireParams) -> bool:
+    """Whether the portal would rewrite a value or key of ``params`` inside a ``batch``.
+
+    A superset of the portal's rule, in linear time: a string value with one of the
+    reference names followed anywhere by ``[``, or a key with ``$``.
+    """
+    stack: list[WireValue] = [params]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            found = _REFERENCE_NAME.search(value)
+            if found is not None and value.find("[", found.end()) >= 0:
+                return True
+        elif isinstance(value, list):
+            stack.extend(value)
+        else:
+            for key, item in value.items():
+                if "$" in key:
+                    return True
+                stack.append(item)
+    return False
+
+
 # -- the job ---------------------------------------------------------------------------
 
 
@@ -138,6 +196,8 @@ class _Pending:
     indices: list[tuple[int, Any]]
     attempts: int = 0
     started: float | None = None
+    # The wire params of a request sent alone (one the portal would rewrite in a batch).
+    alone: WireParams | None = None
 
 
 @attrs.frozen(slots=True)
@@ -156,6 +216,10 @@ class BatchJob:
     Args:
         send_batch: Sends one ``batch`` request (the session's, in a client): the
             limiter, the credentials and the whole-request retries are behind it.
+        send_single: Sends one call alone (the session's, in a client), for a request
+            whose values the portal would rewrite inside a ``batch``
+            (:func:`holds_batch_reference`). Without it such a request fails with
+            ``InvalidQueryError``: it is never sent in a ``batch``.
         retry: The retry policy, for the per-command decisions (attempts, deadline).
         budget: The portal's operating-time budget, per method.
         on_rate_limited: Awaited when a command of a batch was refused by the portal's
@@ -177,6 +241,7 @@ class BatchJob:
         send_batch: SendBatch,
         queries: Iterable[Any] | AsyncIterable[Any],
         *,
+        send_single: SendSingle | None = None,
         retry: RetryPolicy,
         budget: OperatingBudget,
         on_rate_limited: Callable[[], Awaitable[None]] | None = None,
@@ -199,6 +264,7 @@ class BatchJob:
         if progress is not None and not callable(progress):
             raise TypeError("progress must be callable")
         self._send_batch = send_batch
+        self._send_single = send_single
         self._policy = retry
         self._budget = budget
         self._on_rate_limited = on_rate_limited
@@ -223,6 +289,7 @@ class BatchJob:
         next_emit = 0
         held = 0  # read and not yet handed out
         queue: deque[_Pending] = deque()
+        alone: deque[_Pending] = deque()  # sent one by one, never in a batch
         by_key: dict[str, _Pending] = {}
         ready: dict[int, BatchOutcome[Any]] = {}
         ready_fifo: deque[BatchOutcome[Any]] = deque()
@@ -258,10 +325,13 @@ class BatchJob:
                     else:
                         made.indices.append((index, query))
                         by_key[made.command] = made
-                        queue.append(made)
+                        (queue if made.alone is None else alone).append(made)
 
                 # 2. Send batches. Step 1 stopped because the input ended or the window is
-                # full, so nothing more can join a partial batch now: send it too.
+                # full, so nothing more can join a partial batch now: send it too. A
+                # request sent alone takes a place of a batch.
+                while alone and len(in_flight) < self._concurrency:
+                    in_flight.add(asyncio.ensure_future(self._send_alone(alone.popleft())))
                 while queue and len(in_flight) < self._concurrency:
                     size = min(MAX_BATCH_COMMANDS, len(queue))
                     chunk = [queue.popleft() for _ in range(size)]
@@ -283,7 +353,7 @@ class BatchJob:
                     yield outcome
 
                 if not in_flight:
-                    if exhausted and not queue and not ready and not ready_fifo:
+                    if exhausted and not queue and not alone and not ready and not ready_fifo:
                         return
                     # Everything held is handed out or queued: read more, or send the rest.
                     continue
@@ -294,7 +364,7 @@ class BatchJob:
                     in_flight.discard(task)
                     for pending, outcome in task.result():
                         if outcome is None:
-                            queue.appendleft(pending)
+                            (queue if pending.alone is None else alone).appendleft(pending)
                             continue
                         del by_key[pending.command]
                         finish(outcome)
@@ -314,12 +384,23 @@ class BatchJob:
         try:
             request = self._to_request(query)
             method = type(request).__api_method__
-            command = batch_command(method, request.to_params())
+            params = request.to_params()
+            command = batch_command(method, params)
         except (TypeError, ValueError) as exc:
             error = InvalidQueryError(f"invalid query: {exc}")
             error.__cause__ = exc
             return _Bad(error)
-        return _Pending(request=request, method=method, command=command, indices=[])
+        if not holds_batch_reference(params):
+            return _Pending(request=request, method=method, command=command, indices=[])
+        if self._send_single is None:
+            return _Bad(
+                InvalidQueryError(
+                    "invalid query: a parameter holds a batch reference ('$result[...]' "
+                    "or the like) that the portal would replace inside a batch, and this "
+                    "job cannot send calls alone"
+                )
+            )
+        return _Pending(request=request, method=method, command=command, indices=[], alone=params)
 
     async def _report(self, outcome: BatchOutcome[Any]) -> None:
         self.done += 1
@@ -392,6 +473,26 @@ class BatchJob:
             # The portal's bucket refused commands: slow down before they go again.
             await self._on_rate_limited()
         return settled
+
+    async def _send_alone(
+        self, pending: _Pending
+    ) -> list[tuple[_Pending, BatchOutcome[Any] | None]]:
+        """Send one request as a single call; its outcome is final (the session retried)."""
+        send = self._send_single
+        params = pending.alone
+        if send is None or params is None:  # _make_request sends nothing else here
+            raise AssertionError("a request sent alone needs send_single and its params")
+        kind = type(pending.request)
+        try:
+            answer = await send(pending.method, params, idempotent=kind.__idempotent__)
+            result = structure_result(answer.envelope["result"], kind.__returns__, pending.method)
+        except OpenLinesError as error:
+            return [(pending, self._failure(pending, error))]
+        index, query = pending.indices[0]
+        outcome = self._outcome(
+            index=index, query=query, request=pending.request, result=result, time=answer.time
+        )
+        return [(pending, outcome)]
 
     def _settle(
         self, pending: _Pending, command: CommandResult, reset_at: float | None

@@ -10,9 +10,10 @@
 - ``fake-portal`` runs the fake portal on a port for manual tests.
 
 Credentials come from flags or the environment and are never echoed:
-``BITRIX24_WEBHOOK_URL``, or for OAuth ``BITRIX24_CLIENT_ID``, ``BITRIX24_CLIENT_SECRET``,
-``BITRIX24_TOKENS_FILE`` (a JSON token pair, rewritten after each refresh: refresh tokens
-are single-use) and optionally ``BITRIX24_TOKEN_URL``.
+``BITRIX24_WEBHOOK_URL`` (or ``--webhook-url-file PATH``; ``--webhook-url`` works but
+shows the secret in ``ps``, and prints a warning), or for OAuth ``BITRIX24_CLIENT_ID``,
+``BITRIX24_CLIENT_SECRET``, ``BITRIX24_TOKENS_FILE`` (a JSON token pair, rewritten after
+each refresh: refresh tokens are single-use) and optionally ``BITRIX24_TOKEN_URL``.
 
 Exit codes: 0 all ok; 1 some queries failed (or the demo saw something unexpected);
 2 usage or auth error; 130 interrupted.

@@ -26,7 +26,12 @@ from bitrix_openlines.methods.dialog import DialogGet
 from bitrix_openlines.ratelimit import LeakyBucketLimiter, Limiter, OperatingBudget, RateLimit
 from bitrix_openlines.retry import RetryPolicy
 from bitrix_openlines.session import Answer, Session
-from bitrix_openlines.transport import Timeouts, Transport
+from bitrix_openlines.transport import (
+    DEFAULT_MAX_ANSWER_BYTES,
+    Timeouts,
+    Transport,
+    check_max_answer_bytes,
+)
 from bitrix_openlines.types.common import Response
 from bitrix_openlines.types.dialog import Dialog, UserCode
 from bitrix_openlines.wire import WireParams, to_wire
@@ -64,6 +69,8 @@ class OpenLinesClient:
         session: An ``aiohttp.ClientSession`` to borrow (never closed by the client).
         timeouts: Connect and total timeouts.
         hooks: Callbacks observing requests, retries and refreshes.
+        max_answer_bytes: The largest answer body the client reads (decompressed), 16 MiB
+            by default; a larger answer raises ``DecodeError`` once it passes the cap.
     """
 
     def __init__(
@@ -77,6 +84,7 @@ class OpenLinesClient:
         session: aiohttp.ClientSession | None = None,
         timeouts: Timeouts | None = None,
         hooks: Hooks | None = None,
+        max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
     ) -> None:
         if not isinstance(auth, Auth):
             raise TypeError(f"auth must be WebhookAuth or OAuthAuth, got {type(auth).__name__}")
@@ -97,12 +105,13 @@ class OpenLinesClient:
             )
         if hooks is not None and not isinstance(hooks, Hooks):
             raise TypeError(f"hooks must be Hooks, got {type(hooks).__name__}")
+        check_max_answer_bytes(max_answer_bytes)
         if limiter is None and rate_limit is not None:
             # One bucket per portal per process, whatever the number of clients.
             limiter = LeakyBucketLimiter.shared(rate_limit)
         self._session = Session(
             auth,
-            transport=Transport(session, timeouts=timeouts),
+            transport=Transport(session, timeouts=timeouts, max_answer_bytes=max_answer_bytes),
             limiter=limiter,
             budget=operating_budget,
             retry=retry or RetryPolicy(),
@@ -269,6 +278,7 @@ class OpenLinesClient:
         job = BatchJob(
             self._send_batch,
             queries,
+            send_single=self._send_single,
             retry=self._session.retry,
             budget=self._session.budget,
             on_rate_limited=self._session.rate_limited,
@@ -303,6 +313,7 @@ class OpenLinesClient:
         job = BatchJob(
             self._send_batch,
             methods,
+            send_single=self._send_single,
             retry=self._session.retry,
             budget=self._session.budget,
             on_rate_limited=self._session.rate_limited,
@@ -315,6 +326,10 @@ class OpenLinesClient:
 
     async def _send_batch(self, params: WireParams, *, idempotent: bool, commands: int) -> Answer:
         return await self._session.call("batch", params, idempotent=idempotent, commands=commands)
+
+    async def _send_single(self, method: str, params: WireParams, *, idempotent: bool) -> Answer:
+        # For a request of a batch job that must not go inside a batch (batch.py).
+        return await self._session.call(method, params, idempotent=idempotent)
 
 
 def _response(answer: Answer, returns: Any, method: str) -> Response[Any]:

@@ -27,7 +27,7 @@ from bitrix_openlines.hooks import Hooks
 from bitrix_openlines.methods.base import Method
 from bitrix_openlines.ratelimit import Limiter, OperatingBudget, RateLimit
 from bitrix_openlines.retry import RetryPolicy
-from bitrix_openlines.transport import Timeouts
+from bitrix_openlines.transport import DEFAULT_MAX_ANSWER_BYTES, Timeouts
 from bitrix_openlines.types.common import Response
 from bitrix_openlines.types.dialog import Dialog, UserCode
 
@@ -64,6 +64,7 @@ class SyncOpenLinesClient:
         operating_budget: OperatingBudget | None = None,
         timeouts: Timeouts | None = None,
         hooks: Hooks | None = None,
+        max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
     ) -> None:
         self._client = OpenLinesClient(
             auth,
@@ -73,6 +74,7 @@ class SyncOpenLinesClient:
             operating_budget=operating_budget,
             timeouts=timeouts,
             hooks=hooks,
+            max_answer_bytes=max_answer_bytes,
         )
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(

@@ -9,6 +9,10 @@ error texts are built from the failure's kind and the host alone, never from the
 quote the URL). Redirects are not followed: a renamed portal answers 302 and a followed
 POST would lose its body (PROTOCOL.md section 1), so a 3xx becomes
 :class:`~bitrix_openlines.errors.PortalMovedError` naming the new address.
+
+An answer is read in chunks up to ``max_answer_bytes`` (after decompression); a larger
+one is refused with :class:`~bitrix_openlines.errors.DecodeError` as soon as it passes
+the cap (at once when its ``Content-Length`` says so), and its connection is closed.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Final
 from urllib.parse import SplitResult, urljoin, urlsplit
 
 import aiohttp
@@ -28,6 +32,7 @@ from yarl import URL
 from bitrix_openlines._version import __version__
 from bitrix_openlines.errors import (
     ClientClosedError,
+    DecodeError,
     InvalidURLError,
     PortalMovedError,
     RequestTimeoutError,
@@ -35,9 +40,26 @@ from bitrix_openlines.errors import (
 )
 from bitrix_openlines.wire import RawResponse
 
-__all__ = ["Timeouts", "Transport"]
+__all__ = ["DEFAULT_MAX_ANSWER_BYTES", "Timeouts", "Transport"]
 
 _USER_AGENT = f"bitrix-openlines/{__version__}"
+
+DEFAULT_MAX_ANSWER_BYTES: Final = 16 * 1024 * 1024
+"""The default cap on one answer's body (16 MiB, decompressed). The largest legitimate
+answer, a ``batch`` of 50 dialogs, is a few hundred KB: the cap leaves a margin of about
+50 times that."""
+
+_MIN_ANSWER_BYTES: Final = 1024  # any error body or token answer fits
+_CHUNK: Final = 64 * 1024  # the most read past the cap
+
+
+def check_max_answer_bytes(value: Any, name: str = "max_answer_bytes") -> int:
+    """Return ``value`` if it is a valid answer cap, else raise ``ValueError`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < _MIN_ANSWER_BYTES:
+        raise ValueError(
+            f"{name} must be an int of at least {_MIN_ANSWER_BYTES} (bytes), got {value!r}"
+        )
+    return value
 
 
 def _keep(text: str) -> str:
@@ -72,6 +94,8 @@ class Transport:
             lazily on the first request and closed by :meth:`close`.
         timeouts: Connect and total timeouts.
         limit: The connection pool size of an owned session.
+        max_answer_bytes: The largest answer body read (decompressed); a larger one
+            raises ``DecodeError``.
     """
 
     def __init__(
@@ -80,6 +104,7 @@ class Transport:
         *,
         timeouts: Timeouts | None = None,
         limit: int = 100,
+        max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
     ) -> None:
         if session is not None and not isinstance(session, aiohttp.ClientSession):
             raise TypeError(
@@ -92,7 +117,13 @@ class Transport:
             total=self._timeouts.total, connect=self._timeouts.connect
         )
         self._limit = limit
+        self._max_answer_bytes = check_max_answer_bytes(max_answer_bytes)
         self._closed = False
+
+    @property
+    def max_answer_bytes(self) -> int:
+        """The largest answer body read (decompressed)."""
+        return self._max_answer_bytes
 
     @property
     def owns_session(self) -> bool:
@@ -132,6 +163,7 @@ class Transport:
             RequestTimeoutError: A timeout ran out.
             PortalMovedError: The portal answered with a redirect.
             InvalidURLError: ``url`` is not a URL a request can be sent to (nothing sent).
+            DecodeError: The answer's body is larger than ``max_answer_bytes``.
         """
         return await self._request(
             "POST", url, method=method, redact=redact, data=body, headers=_JSON
@@ -169,7 +201,7 @@ class Transport:
             ) as response:
                 if 300 <= response.status < 400:
                     raise _moved(response, method, redact)
-                body = await response.read()
+                body = await self._read(response, method)
                 return RawResponse(response.status, body, response.headers.get("Content-Type", ""))
         except TimeoutError:
             raise RequestTimeoutError(
@@ -191,6 +223,23 @@ class Transport:
             # The text is ours: aiohttp's may contain the URL, and so the secret of a
             # webhook; "from None" keeps that original out of tracebacks too.
             raise TransportError(_describe(exc), method=method) from None
+
+    async def _read(self, response: aiohttp.ClientResponse, method: str | None) -> bytes:
+        """Read the body in chunks; refuse it once it passes the cap (memory stays bounded)."""
+        cap = self._max_answer_bytes
+        declared = response.content_length
+        # A compressed body's length says nothing of what it decompresses to.
+        identity = response.headers.get("Content-Encoding", "identity").lower() == "identity"
+        if identity and declared is not None and declared > cap:
+            raise _too_large(response, cap, method)
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := await response.content.read(_CHUNK):
+            size += len(chunk)
+            if size > cap:
+                raise _too_large(response, cap, method)
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     async def close(self) -> None:
         """Close the session if it is ours; a borrowed one is left open."""
@@ -243,6 +292,17 @@ def _invalid_url(reason: str | None, method: str | None) -> InvalidURLError:
     # Never the URL itself: a webhook's path holds its secret code.
     return InvalidURLError(
         f"the URL is invalid{f' ({reason})' if reason else ''}; nothing was sent",
+        method=method,
+    )
+
+
+def _too_large(response: aiohttp.ClientResponse, cap: int, method: str | None) -> DecodeError:
+    # The rest is not read: the connection is closed rather than drained for reuse.
+    response.close()
+    return DecodeError(
+        f"the answer is larger than max_answer_bytes ({cap} bytes); it was not read "
+        "further (raise the cap if the portal's answers are really this large)",
+        status=response.status,
         method=method,
     )
 

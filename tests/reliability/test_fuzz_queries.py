@@ -60,6 +60,9 @@ ODD_CODES = (
     "livechat|3|a#b?c|d;e",
     "livechat|4|[x]|{y}",
     "livechat|6|tab\there|end",
+    # Batch references the portal would resolve inside a batch (sent alone instead).
+    "livechat|8|$result[c0][id]|x",
+    "livechat|9|$RESULT[c1][id]|$next[c0]",
 )
 ODD_DIALOGS = [
     FakeDialog(chat_id=500 + i, session_id=5500 + i, user_code=code)
@@ -89,6 +92,9 @@ EDGE_STRINGS = (
     "a|1|\x00|b",
     "a\r\n|1|b|c",
     "💬|1|🙂|👤",
+    "livechat|2|$result[c0][id]|201",
+    "$result[c0]",
+    "chat$result[c0][id]",
 )
 
 text_any = st.text(max_size=12)
@@ -327,6 +333,32 @@ def test_get_dialogs_gives_one_documented_outcome_per_query() -> None:
         @FUZZ
         @given(items=st.lists(queries(dialogs), max_size=25))
         def run(items: list[Any]) -> None:
+            outcomes = asyncio.run(asyncio.wait_for(resolve(items), CALL_TIMEOUT))
+            check_outcomes(items, outcomes, dialogs)
+
+        run()
+
+
+def test_batch_references_get_the_outcome_they_get_alone() -> None:
+    # A first command that succeeds gives "$result[c0][...]" something to resolve to;
+    # the codes of ODD_DIALOGS that hold references exist as such, so a resolved one
+    # would fail (or name another dialog) where the literal one is found.
+    hostile = [{"user_code": code} for code in ODD_CODES if "$" in code]
+    with _portal() as portal:
+        dialogs = _all_dialogs(portal)
+        plain = [d for d in dialogs if not d.forbidden and "$" not in d.user_code]
+
+        async def resolve(items: list[Any]) -> list[DialogOutcome]:
+            async with _client(portal) as client:
+                return await client.get_dialogs(items)
+
+        @FUZZ
+        @given(
+            first=st.sampled_from(plain).map(lambda d: {"chat_id": d.chat_id}),
+            rest=st.lists(st.one_of(st.sampled_from(hostile), queries(dialogs)), max_size=25),
+        )
+        def run(first: dict[str, Any], rest: list[Any]) -> None:
+            items = [first, *rest]
             outcomes = asyncio.run(asyncio.wait_for(resolve(items), CALL_TIMEOUT))
             check_outcomes(items, outcomes, dialogs)
 
