@@ -1,6 +1,10 @@
 """The HTTP edge: owns or borrows one ``aiohttp.ClientSession``; posts bytes, returns bytes.
 
-It knows nothing of Bitrix24 and holds no secret: it returns the status, the raw body and
+It knows nothing of Bitrix24 and holds no secret as text: a URL or a body carrying one
+comes in a masking wrapper (:class:`~bitrix_openlines._redact.SecretURL`,
+:class:`~bitrix_openlines._redact.SecretBody`), opened in the argument of aiohttp's call,
+so that no variable of the SDK's frames holds it (error trackers record them). It
+returns the status, the raw body and
 its content type (:class:`~bitrix_openlines.wire.RawResponse`), turns network failures
 into :class:`~bitrix_openlines.errors.TransportError`, and a URL no request can be sent
 to into :class:`~bitrix_openlines.errors.InvalidURLError` (bad input, never retried). Its
@@ -16,13 +20,15 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Mapping
-from typing import Any
+from contextlib import AbstractAsyncContextManager
+from operator import attrgetter
 from urllib.parse import urlsplit
 
 import aiohttp
 import attrs
 from yarl import URL
 
+from bitrix_openlines._redact import SecretBody, SecretURL
 from bitrix_openlines._version import __version__
 from bitrix_openlines.errors import (
     ClientClosedError,
@@ -108,7 +114,9 @@ class Transport:
             )
         return self._session
 
-    async def post(self, url: str, body: bytes, *, method: str | None = None) -> RawResponse:
+    async def post(
+        self, url: str | SecretURL, body: bytes | SecretBody, *, method: str | None = None
+    ) -> RawResponse:
         """POST the JSON ``body`` to ``url`` and return the raw answer.
 
         Raises:
@@ -120,28 +128,51 @@ class Transport:
         return await self._request("POST", url, method=method, data=body, headers=_JSON)
 
     async def get(
-        self, url: str, params: Mapping[str, str], *, method: str | None = None
+        self,
+        url: str | SecretURL,
+        params: Mapping[str, str] | None = None,
+        *,
+        method: str | None = None,
     ) -> RawResponse:
-        """GET ``url`` with a query string and return the raw answer (same errors)."""
-        return await self._request("GET", url, method=method, params=dict(params))
+        """GET ``url`` (with ``params`` as its query string) and return the raw answer.
+
+        The same errors as :meth:`post`. A query holding secrets comes inside ``url``.
+        """
+        return await self._request(
+            "GET", url, method=method, params=None if params is None else dict(params)
+        )
 
     async def _request(
-        self, verb: str, url: str, *, method: str | None, **kwargs: Any
+        self,
+        verb: str,
+        url: str | SecretURL,
+        *,
+        method: str | None,
+        data: bytes | SecretBody | None = None,
+        params: dict[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> RawResponse:
         session = self._get_session()
         if "User-Agent" not in session.headers:
             # A borrowed session without its own User-Agent still names the SDK.
-            headers = dict(kwargs.pop("headers", None) or {})
+            headers = {**(headers or {})}
             headers.setdefault("User-Agent", _USER_AGENT)
-            kwargs["headers"] = headers
         try:
-            async with session.request(
-                verb, url, allow_redirects=False, timeout=self._timeout, **kwargs
-            ) as response:
-                if 300 <= response.status < 400:
-                    raise _moved(response, method)
-                body = await response.read()
-                return RawResponse(response.status, body, response.headers.get("Content-Type", ""))
+            # The URL and the body are opened here, in the arguments: the plain texts
+            # live in aiohttp's frames only. _read holds the response (whose repr shows
+            # the URL); the errors below are raised here, from None, so no traceback an
+            # error tracker records goes through it.
+            answer = await _read(
+                session.request(
+                    verb,
+                    url.reveal() if isinstance(url, SecretURL) else url,
+                    data=data.reveal() if isinstance(data, SecretBody) else data,
+                    params=params,
+                    headers=headers,
+                    allow_redirects=False,
+                    timeout=self._timeout,
+                )
+            )
         except TimeoutError:
             raise RequestTimeoutError(
                 f"no complete answer within the timeout (connect {self._timeouts.connect}s, "
@@ -162,6 +193,9 @@ class Transport:
             # The text is ours: aiohttp's may contain the URL, and so the secret of a
             # webhook; "from None" keeps that original out of tracebacks too.
             raise TransportError(_describe(exc), method=method) from None
+        if isinstance(answer, _Redirect):
+            raise _moved(answer, method)
+        return answer
 
     async def close(self) -> None:
         """Close the session if it is ours; a borrowed one is left open."""
@@ -179,6 +213,26 @@ _BAD_URL: tuple[type[Exception], ...] = (
 )
 
 _JSON = {"Content-Type": "application/json", "Accept": "application/json"}
+
+
+@attrs.frozen(slots=True)
+class _Redirect:
+    """A 3xx answer: its status and ``Location`` (which may quote a webhook's code)."""
+
+    status: int
+    location: str = attrs.field(repr=False)
+
+
+async def _read(
+    request: AbstractAsyncContextManager[aiohttp.ClientResponse],
+) -> RawResponse | _Redirect:
+    """Send ``request`` and read its answer (a redirect is not followed)."""
+    async with request as response:
+        if 300 <= response.status < 400:
+            return _Redirect(response.status, response.headers.get("Location", ""))
+        return RawResponse(
+            response.status, await response.read(), response.headers.get("Content-Type", "")
+        )
 
 
 def _describe(exc: aiohttp.ClientError) -> str:
@@ -200,14 +254,17 @@ def _os_reason(error: OSError) -> str:
     return os.strerror(error.errno) if isinstance(error.errno, int) else "a network error"
 
 
-def _parses(url: str) -> bool:
+_PARTS = attrgetter("scheme", "host", "port")  # an out-of-range port raises when read
+
+
+def _parses(url: str | SecretURL) -> bool:
     """Whether ``url`` is an http(s) URL with a host that yarl can parse (a port too)."""
     try:
-        parsed = URL(url)
-        parsed.port  # noqa: B018 - an out-of-range port raises only when read
+        # The parts that hold no secret; no variable holds the URL (its repr shows it).
+        scheme, host, _ = _PARTS(URL(url.reveal() if isinstance(url, SecretURL) else url))
     except ValueError:
         return False
-    return parsed.scheme in ("http", "https") and bool(parsed.host)
+    return scheme in ("http", "https") and bool(host)
 
 
 def _invalid_url(reason: str | None, method: str | None) -> InvalidURLError:
@@ -218,10 +275,9 @@ def _invalid_url(reason: str | None, method: str | None) -> InvalidURLError:
     )
 
 
-def _moved(response: aiohttp.ClientResponse, method: str | None) -> PortalMovedError:
-    location = response.headers.get("Location", "")
+def _moved(redirect: _Redirect, method: str | None) -> PortalMovedError:
     try:
-        parts = urlsplit(location)
+        parts = urlsplit(redirect.location)
     except ValueError:  # "http://[portal/": not a URL at all
         new_address = None
     else:
@@ -229,9 +285,9 @@ def _moved(response: aiohttp.ClientResponse, method: str | None) -> PortalMovedE
         new_address = f"{parts.scheme}://{host}" if parts.scheme and host else None
     where = f" to {new_address}" if new_address else ""
     return PortalMovedError(
-        f"the portal answered {response.status} (moved{where}): it was renamed; "
+        f"the portal answered {redirect.status} (moved{where}): it was renamed; "
         "create the client again with the new address",
-        status=response.status,
+        status=redirect.status,
         method=method,
         new_address=new_address,
     )
