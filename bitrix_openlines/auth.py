@@ -106,13 +106,21 @@ def _split_url(parameter: str, url: str) -> SplitResult:
     return parts
 
 
+def _scheme_name(scheme: str) -> str:
+    """Name a refused scheme: a short word as it is, anything else not quoted (it is a
+    part of the URL, and a malformed URL may begin with its secret)."""
+    if not scheme:
+        return "no scheme"
+    if len(scheme) <= 8 and scheme.isalpha():
+        return f"a {scheme} scheme"
+    return "an unknown scheme"
+
+
 def _check_scheme(parameter: str, scheme: str, host: str, allow_http: bool) -> None:
     if scheme == "https":
         return
     if scheme != "http":
-        raise ValueError(
-            f"{parameter} must start with https://, got a {scheme or 'missing'} scheme"
-        )
+        raise ValueError(f"{parameter} must start with https://, got {_scheme_name(scheme)}")
     if not (allow_http or _is_loopback(host)):
         # The portal itself refuses webhooks over plain HTTP ("Https required.").
         raise ValueError(
@@ -318,8 +326,8 @@ class OAuthTokens:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(
                 "OAuthTokens.client_endpoint must be the portal's REST URL like "
-                f"https://portal.bitrix24.com/rest/, got a {parts.scheme or 'missing'} "
-                f"scheme{'' if parts.hostname else ' and no host'}"
+                f"https://portal.bitrix24.com/rest/, got {_scheme_name(parts.scheme)}"
+                f"{'' if parts.hostname else ' and no host'}"
             )
 
     @classmethod

@@ -472,12 +472,20 @@ def test_a_server_endpoint_with_a_password_is_not_used_for_refresh() -> None:
     ("endpoint", "text"),
     [
         (f"ftp://portal/rest/{OLD_ACCESS}/", "got a ftp scheme"),
-        (f"{OLD_ACCESS}/rest/", "got a missing scheme and no host"),
+        (f"{OLD_ACCESS}/rest/", "got no scheme and no host"),
+        # A scheme that is not a short word may be a secret: not quoted.
+        (f"{OLD_ACCESS}://portal/rest/", "got an unknown scheme"),
     ],
 )
 def test_token_validation_does_not_quote_the_endpoint(endpoint: str, text: str) -> None:
     with pytest.raises(ValueError, match=text) as caught:
         OAuthTokens(access_token=OLD_ACCESS, refresh_token=OLD_REFRESH, client_endpoint=endpoint)
+    assert _leaks(str(caught.value)) == []
+
+
+def test_a_webhook_url_starting_with_its_code_is_not_quoted() -> None:
+    with pytest.raises(ValueError, match="url must start with https://, got an unknown") as caught:
+        WebhookAuth(f"{WEBHOOK_CODE}://portal.bitrix24.com/rest/1/{WEBHOOK_CODE}/")
     assert _leaks(str(caught.value)) == []
 
 
