@@ -372,26 +372,33 @@ def _make_extra_keeping_hook(cls: type[Any]) -> Callable[[Any, Any], Any]:
 converter.register_structure_hook_factory(_keeps_extra, _make_extra_keeping_hook)
 
 
+def _keep(text: str) -> str:
+    return text
+
+
 def structure(value: Any, cl: type[T]) -> T:
     """Structure ``value`` into ``cl`` with the SDK's converter."""
     return converter.structure(value, cl)
 
 
-def structure_result(value: Any, returns: Any, method: str | None) -> Any:
+def structure_result(
+    value: Any, returns: Any, method: str | None, redact: Callable[[str], str] = _keep
+) -> Any:
     """Structure a call's ``result`` into ``returns``, or raise :class:`DecodeError`.
 
     The one place a result that does not fit its type becomes an error, for single calls
-    and batch commands alike.
+    and batch commands alike. ``redact`` hides secrets in the error's text (its paths
+    name the answer's keys).
     """
     try:
         return converter.structure(value, returns)
     except Exception as exc:  # cattrs raises ExceptionGroups, TypeError, ValueError...
         raise DecodeError(
             f"the result does not fit {getattr(returns, '__name__', returns)}: "
-            f"{describe_error(exc)}",
+            f"{redact(describe_error(exc))}",
             status=200,
             method=method,
-        ) from exc
+        ) from None  # the original quotes values of the answer, unredacted
 
 
 def structure_time(value: Any) -> TimeInfo | None:

@@ -19,6 +19,7 @@ import abc
 import asyncio
 import inspect
 import ipaddress
+import json
 import logging
 import math
 import re
@@ -27,12 +28,12 @@ import traceback
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult, urlencode, urlsplit
 
 import aiohttp
 import attrs
 
-from bitrix_openlines._redact import MASK, Redactor, mask
+from bitrix_openlines._redact import MASK, Redactor, Secret, SecretBody, SecretURL, mask
 from bitrix_openlines.errors import (
     AuthError,
     DecodeError,
@@ -84,12 +85,18 @@ def _split_url(parameter: str, url: str) -> SplitResult:
     """``urlsplit(url)``, refusing a host or port no request could be sent to.
 
     The message names ``parameter`` and never quotes ``url`` (a webhook's path holds its
-    secret code): an invalid URL is bad input, not a network error to retry.
+    secret code): an invalid URL is bad input, not a network error to retry. A user name
+    or password (``https://user:password@host/``) is refused: it would be sent to the
+    server, and shown wherever the URL is.
     """
     try:
         parts = urlsplit(url)
     except ValueError:  # "https://[portal/": an unbalanced bracket, a bad IPv6 address
         raise ValueError(f"{parameter} is not a valid URL: its host cannot be parsed") from None
+    if "@" in parts.netloc:
+        raise ValueError(
+            f"{parameter} must not contain a user name or password (user:password@host)"
+        )
     try:
         port = parts.port  # raises for "host:99999" or "host:abc"
     except ValueError:
@@ -99,13 +106,21 @@ def _split_url(parameter: str, url: str) -> SplitResult:
     return parts
 
 
+def _scheme_name(scheme: str) -> str:
+    """Name a refused scheme: a short word as it is, anything else not quoted (it is a
+    part of the URL, and a malformed URL may begin with its secret)."""
+    if not scheme:
+        return "no scheme"
+    if len(scheme) <= 8 and scheme.isalpha():
+        return f"a {scheme} scheme"
+    return "an unknown scheme"
+
+
 def _check_scheme(parameter: str, scheme: str, host: str, allow_http: bool) -> None:
     if scheme == "https":
         return
     if scheme != "http":
-        raise ValueError(
-            f"{parameter} must start with https://, got a {scheme or 'missing'} scheme"
-        )
+        raise ValueError(f"{parameter} must start with https://, got {_scheme_name(scheme)}")
     if not (allow_http or _is_loopback(host)):
         # The portal itself refuses webhooks over plain HTTP ("Https required.").
         raise ValueError(
@@ -118,6 +133,10 @@ def _check_scheme(parameter: str, scheme: str, host: str, allow_http: bool) -> N
 class Credentials:
     """Where one call goes, and the token it carries: its repr shows neither.
 
+    The session sends a call with :meth:`endpoint` and :meth:`body`, whose reprs mask
+    the secrets too: no variable of the SDK's frames holds the URL or the token as text
+    (error trackers record those variables).
+
     Attributes:
         base: The REST base URL (``https://portal/rest/1/<code>/`` for a webhook, the
             tokens' ``client_endpoint`` for OAuth), ending with ``/``.
@@ -126,16 +145,41 @@ class Credentials:
 
     base: str
     token: str | None = None
+    _base: Secret = attrs.field(init=False, eq=False)
+    _auth: Secret | None = attrs.field(init=False, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        # Built once per credentials: a call only wraps them.
+        object.__setattr__(self, "_base", Secret(value=self.base))
+        object.__setattr__(
+            self,
+            "_auth",
+            None if self.token is None else Secret(value='"auth":' + json.dumps(self.token)),
+        )
 
     def url(self, method: str) -> str:
-        """Return the URL of ``method``."""
+        """Return the URL of ``method`` as plain text (the session uses :meth:`endpoint`)."""
         return f"{self.base}{method}.json"
+
+    def endpoint(self, method: str) -> SecretURL:
+        """Return the URL of ``method``, in a wrapper that masks it."""
+        return SecretURL(self._base, f"{method}.json")
+
+    def body(self, body: bytes) -> bytes | SecretBody:
+        """Return a call's JSON ``body`` with the token as ``auth`` (in a masking wrapper)."""
+        return body if self._auth is None else SecretBody(body, self._auth)
+
+    def same_token(self, other: Credentials | None) -> bool:
+        """Whether ``other`` carries the same token (compared without reading it out)."""
+        return other is not None and self.token == other.token
 
     def __repr__(self) -> str:
         # The base holds a webhook's code and the token is secret: show the portal only
         # (tracebacks with local variables print this object).
-        parts = urlsplit(self.base)
-        return f"Credentials(portal='{parts.scheme}://{parts.netloc}', token={mask(self.token)})"
+        return (
+            f"Credentials(portal='{urlsplit(self.base).scheme}://"
+            f"{urlsplit(self.base).netloc.rpartition('@')[2]}', token={mask(self.token)})"
+        )
 
 
 @attrs.frozen(slots=True)
@@ -214,7 +258,11 @@ class WebhookAuth(Auth):
             )
         user, code = match.group("user"), match.group("code")
         if not user.isdigit():
-            raise ValueError(f"url must have a numeric user id after /rest/, got {user!r}")
+            # Never the part itself: with the two swapped, it is the secret code.
+            raise ValueError(
+                "url must have a numeric user id after /rest/ (the path is "
+                "/rest/<user_id>/<code>/: are the user id and the code swapped?)"
+            )
         if not re.fullmatch(r"[A-Za-z0-9_-]+", code):
             raise ValueError("url has a webhook code with characters other than letters/digits")
         if parts.query or parts.fragment:
@@ -271,14 +319,15 @@ class OAuthTokens:
 
     def __attrs_post_init__(self) -> None:
         for name in ("access_token", "refresh_token", "client_endpoint"):
-            value = getattr(self, name)
-            if not isinstance(value, str) or not value:
+            # No local variable holds a token (error trackers record them).
+            if not _nonempty_str(getattr(self, name)):
                 raise ValueError(f"OAuthTokens.{name} must be a non-empty string")
         parts = _split_url("OAuthTokens.client_endpoint", self.client_endpoint)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(
                 "OAuthTokens.client_endpoint must be the portal's REST URL like "
-                f"https://portal.bitrix24.com/rest/, got {self.client_endpoint!r}"
+                f"https://portal.bitrix24.com/rest/, got {_scheme_name(parts.scheme)}"
+                f"{'' if parts.hostname else ' and no host'}"
             )
 
     @classmethod
@@ -347,6 +396,10 @@ def _opt_str(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
+def _nonempty_str(value: object) -> bool:
+    return isinstance(value, str) and bool(value)
+
+
 RefreshCallback = Callable[[OAuthTokens], Awaitable[None] | None]
 
 
@@ -409,11 +462,17 @@ class InMemoryTokenStore(TokenStore):
 _MAX_TOKEN_ANSWER_BYTES = 64 * 1024
 
 
+def _token_request(token_url: str, grant: str, query: Secret) -> SecretURL:
+    """The URL of a token request: ``token_url?grant_type=...&`` and the secret ``query``."""
+    return SecretURL(
+        Secret(value=token_url), query=Secret(value=f"grant_type={grant}&{query.value}")
+    )
+
+
 async def _request_tokens(
     session: aiohttp.ClientSession | None,
     timeouts: Timeouts | None,
-    token_url: str,
-    params: dict[str, str],
+    url: SecretURL,
     redactor: Redactor,
 ) -> OAuthTokens:
     """Ask the OAuth server for a token pair (refresh or authorization code grant).
@@ -423,24 +482,31 @@ async def _request_tokens(
     """
     transport = Transport(session, timeouts=timeouts, max_answer_bytes=_MAX_TOKEN_ANSWER_BYTES)
     try:
-        raw = await transport.get(token_url, params, method="oauth.token", redact=redactor)
+        raw = await transport.get(url, method="oauth.token", redact=redactor)
     finally:
         await transport.close()
     body = decode_json(raw, "oauth.token", redactor)
     # The OAuth server may answer an error with status 200 (wrong_client, PROTOCOL 3.2).
     if "error" in body or raw.status >= 400:
         error = error_from_payload(body, status=raw.status, method="oauth.token", redact=redactor)
+        # The body may echo the request's secrets: no frame of the traceback keeps it.
+        del body
         if isinstance(error, ServerError):
             # The OAuth server failed (5xx): the refresh token may still be good.
             raise error
         if not isinstance(error, AuthError):
             error = AuthError(
-                error.description, code=error.code, status=error.status, method="oauth.token"
+                error.description,
+                code=error.code,
+                status=error.status,
+                method="oauth.token",
+                extra=error.extra,
             )
         raise error
     try:
         return OAuthTokens.from_response(body)
     except ValueError as exc:
+        del body
         raise DecodeError(
             f"the OAuth server's answer is not a token pair: {exc}",
             status=raw.status,
@@ -448,12 +514,18 @@ async def _request_tokens(
         ) from None
 
 
+def _rest_base(endpoint: str) -> str:
+    return endpoint if endpoint.endswith("/") else endpoint + "/"
+
+
 def _check_token_url(token_url: str, allow_http: bool) -> None:
     if not isinstance(token_url, str):
         raise TypeError(f"token_url must be a str, got {type(token_url).__name__}")
     parts = _split_url("token_url", token_url)
     if not parts.hostname:
-        raise ValueError(f"token_url must be a full URL, got {token_url!r}")
+        raise ValueError(
+            "token_url must be a full URL like https://oauth.bitrix.info/oauth/token/"
+        )
     _check_scheme("token_url", parts.scheme, parts.hostname, allow_http)
 
 
@@ -518,14 +590,15 @@ async def exchange_code(
     _check_token_url(token_url, allow_http)
     if session is not None and not isinstance(session, aiohttp.ClientSession):
         raise TypeError(f"session must be an aiohttp.ClientSession, got {type(session).__name__}")
-    params = {
-        "grant_type": "authorization_code",
-        "client_id": client_id,
-        "client_secret": client_secret,
-        "code": code,
-    }
+    # The secrets go into masking wrappers, and the plain parameters are dropped: no
+    # frame an error tracker records during the request holds them.
+    query = Secret(
+        value=urlencode({"client_id": client_id, "client_secret": client_secret, "code": code})
+    )
+    redactor = Redactor((Secret(value=client_secret), Secret(value=code)))
+    del code, client_secret
     return await _request_tokens(
-        session, timeouts, token_url, params, Redactor((client_secret, code))
+        session, timeouts, _token_request(token_url, "authorization_code", query), redactor
     )
 
 
@@ -609,8 +682,9 @@ class OAuthAuth(Auth):
             tokens = self._upgraded(tokens)
             self._check_endpoint(tokens)
         self._client_id = client_id
-        self._client_secret = client_secret
-        self.redactor = Redactor((client_secret,))
+        self._client_secret = Secret(value=client_secret)
+        self.redactor = Redactor((self._client_secret,))
+        self._credentials: Credentials | None = None
         # With a store, the pair is read from it on the first call (``tokens`` only seeds
         # an empty store); without one, ``tokens`` is the pair.
         self._tokens: OAuthTokens | None = None
@@ -634,7 +708,13 @@ class OAuthAuth(Auth):
     def _set_tokens(self, tokens: OAuthTokens | None) -> None:
         self._tokens = tokens
         if tokens is not None:
-            self.redactor.set_current((tokens.access_token, tokens.refresh_token))
+            self.redactor.set_current(
+                (Secret(value=tokens.access_token), Secret(value=tokens.refresh_token))
+            )
+            # Built once per pair, not per call.
+            self._credentials = Credentials(
+                base=_rest_base(tokens.client_endpoint), token=tokens.access_token
+            )
 
     def _upgraded(self, tokens: OAuthTokens) -> OAuthTokens:
         """The pair with an ``http://`` endpoint of a non-loopback host made ``https://``.
@@ -740,12 +820,9 @@ class OAuthAuth(Auth):
         """
         if self._unsaved is not None:
             await self._save_unsaved()
-        tokens = await self._current()
-        endpoint = tokens.client_endpoint
-        return Credentials(
-            base=endpoint if endpoint.endswith("/") else endpoint + "/",
-            token=tokens.access_token,
-        )
+        await self._current()
+        assert self._credentials is not None  # set with the tokens
+        return self._credentials
 
     async def refresh(self, stale: Credentials) -> RefreshResult | None:
         """Refresh once for all tasks that met ``stale``'s expired token; see the class."""
@@ -771,7 +848,7 @@ class OAuthAuth(Auth):
         if self._inflight is None or self._inflight_for != stale.token:
             self._flight += 1
             self._inflight_for = stale.token
-            self._inflight = asyncio.ensure_future(self._refresh(stale.token, self._flight))
+            self._inflight = asyncio.ensure_future(self._refresh(stale, self._flight))
             self._inflight.add_done_callback(self._after_refresh)
         # shield: one waiter being cancelled must not cancel the refresh for the others.
         return await asyncio.shield(self._inflight)
@@ -786,7 +863,7 @@ class OAuthAuth(Auth):
             # call may try again.
             self._inflight = None
 
-    async def _refresh(self, stale_token: str, flight: int) -> RefreshResult:
+    async def _refresh(self, stale: Credentials, flight: int) -> RefreshResult:
         started = time.perf_counter()
         asked = True
         try:
@@ -796,7 +873,7 @@ class OAuthAuth(Auth):
                 assert self._key is not None
                 async with self._store.lock(self._key):
                     stored = await self._store.load(self._key)
-                    if stored is not None and stored.access_token != stale_token:
+                    if stored is not None and stored.access_token != stale.token:
                         # Another client (or process) refreshed while we waited for the lock.
                         asked = False
                         self._adopt(stored)
@@ -817,15 +894,22 @@ class OAuthAuth(Auth):
         return result
 
     async def _refresh_with(self, pair: OAuthTokens) -> None:
-        params = {
-            "grant_type": "refresh_token",
-            "client_id": self._client_id,
-            "client_secret": self._client_secret,
-            "refresh_token": pair.refresh_token,
-        }
-        tokens = await _request_tokens(
-            self._session, self._timeouts, self._token_url_for(pair), params, self.redactor
+        # The request's secrets stay in masking wrappers (Secret, SecretURL): no variable
+        # of this frame, nor of the ones below it, holds them as text.
+        url = _token_request(
+            self._token_url_for(pair),
+            "refresh_token",
+            Secret(
+                value=urlencode(
+                    {
+                        "client_id": self._client_id,
+                        "client_secret": self._client_secret.value,
+                        "refresh_token": pair.refresh_token,
+                    }
+                )
+            ),
         )
+        tokens = await _request_tokens(self._session, self._timeouts, url, self.redactor)
         # The old refresh token is spent now: from here on, nothing may lose this pair.
         # It is used in memory and handed to on_refresh at once; a store that fails to
         # save it gets it again before the next call (see credentials()).

@@ -234,6 +234,8 @@ class BatchJob:
         progress: Called with ``(done, failed, total)`` after each outcome; ``total`` is
             ``None`` when the input has no length.
         outcome_type: The outcome class to build (``DialogOutcome`` for dialogs).
+        redact: Hides secrets in the texts of the answers that become errors (the auth's
+            redactor, in a client): a command's ``result_error`` may echo the request.
     """
 
     def __init__(
@@ -251,6 +253,7 @@ class BatchJob:
         concurrency: int = 4,
         progress: ProgressCallback | None = None,
         outcome_type: type[BatchOutcome[Any]] = BatchOutcome,
+        redact: Callable[[str], str] | None = None,
     ) -> None:
         if isinstance(queries, str | bytes | Mapping) or not isinstance(
             queries, Iterable | AsyncIterable
@@ -275,6 +278,7 @@ class BatchJob:
         self._concurrency = concurrency
         self._progress = progress
         self._outcome = outcome_type
+        self._redact: Callable[[str], str] = redact or _keep
         self._total: int | None = len(queries) if hasattr(queries, "__len__") else None  # type: ignore[arg-type]
         self.done = 0
         self.failed = 0
@@ -450,7 +454,9 @@ class BatchJob:
                 {"cmd": cmd, "halt": "0"}, idempotent=idempotent, commands=len(chunk)
             )
             reset_at = reset_at_of(answer.envelope)
-            parsed = parse_batch_result(answer.envelope.get("result"), methods, reset_at=reset_at)
+            parsed = parse_batch_result(
+                answer.envelope.get("result"), methods, reset_at=reset_at, redact=self._redact
+            )
         except OpenLinesError as error:
             # The whole batch failed after the policy's last attempt: every command fails.
             return settled + [(p, self._failure(p, error)) for p in chunk]
@@ -507,7 +513,7 @@ class BatchJob:
         if error is None:
             try:
                 result = structure_result(
-                    command.result, type(pending.request).__returns__, method
+                    command.result, type(pending.request).__returns__, method, self._redact
                 )
             except DecodeError as decode_error:
                 return self._failure(pending, decode_error)
@@ -537,6 +543,10 @@ class BatchJob:
     def _failure(self, pending: _Pending, error: OpenLinesError) -> BatchOutcome[Any]:
         index, query = pending.indices[0]
         return self._outcome(index=index, query=query, request=pending.request, error=error)
+
+
+def _keep(text: str) -> str:
+    return text
 
 
 def _int_in(name: str, value: Any, low: int, high: int) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import typing
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -176,7 +176,7 @@ class OpenLinesClient:
         answer = await self._session.call(
             kind.__api_method__, method.to_params(), idempotent=kind.__idempotent__
         )
-        return _response(answer, kind.__returns__, kind.__api_method__)
+        return _response(answer, kind.__returns__, kind.__api_method__, self.auth.redactor)
 
     async def call_raw(
         self,
@@ -288,6 +288,7 @@ class OpenLinesClient:
             concurrency=concurrency,
             progress=progress,
             outcome_type=DialogOutcome,
+            redact=self._session.auth.redactor,
         )
         return typing.cast(AsyncIterator[DialogOutcome], aiter(job))
 
@@ -321,6 +322,7 @@ class OpenLinesClient:
             window=window,
             concurrency=concurrency,
             progress=progress,
+            redact=self._session.auth.redactor,
         )
         return [outcome async for outcome in job]
 
@@ -332,13 +334,15 @@ class OpenLinesClient:
         return await self._session.call(method, params, idempotent=idempotent)
 
 
-def _response(answer: Answer, returns: Any, method: str) -> Response[Any]:
+def _response(
+    answer: Answer, returns: Any, method: str, redact: Callable[[str], str]
+) -> Response[Any]:
     """Structure a decoded answer into ``Response[returns]``, or raise DecodeError."""
     envelope = answer.envelope
     total = envelope.get("total")
     nxt = envelope.get("next")
     return Response(
-        result=structure_result(envelope["result"], returns, method),
+        result=structure_result(envelope["result"], returns, method, redact),
         time=answer.time,
         total=total if isinstance(total, int) else None,
         next=nxt if isinstance(nxt, int) else None,

@@ -250,9 +250,10 @@ class Session:
 
     async def _attempt(self, call: _Call) -> Answer:
         """One attempt: pacing answers and token refreshes are handled inside it."""
-        # The tokens this attempt refreshed for, and the one its last refresh gave.
-        refreshed: list[str | None] = []
-        given: str | None = None
+        # The credentials whose token this attempt refreshed, and the ones its last
+        # refresh gave (kept as Credentials: no variable holds a token as text).
+        refreshed: list[Credentials] = []
+        given: Credentials | None = None
         while True:
             if self._closed:
                 raise self._closed_error(call.method)
@@ -273,14 +274,14 @@ class Session:
                 # own refresh gave (a fresh token refused), a token refused twice, or a
                 # fourth refresh.
                 if (
-                    credentials.token in refreshed
-                    or (given is not None and credentials.token == given)
+                    any(credentials.same_token(stale) for stale in refreshed)
+                    or credentials.same_token(given)
                     or len(refreshed) >= _MAX_REFRESHES
                     or not await self._refresh(credentials)
                 ):
                     raise
-                refreshed.append(credentials.token)
-                given = (await self.auth.credentials()).token
+                refreshed.append(credentials)
+                given = await self.auth.credentials()
             except RateLimitError as error:
                 if not self.retry.paces(error) or not self._may_pace(call, error, budget):
                     raise
@@ -304,16 +305,15 @@ class Session:
     ) -> Answer:
         method = call.method
         portal = self.auth.portal
-        params = call.params
-        if credentials.token is not None:
-            params = {**params, "auth": credentials.token}
         started = time.perf_counter()
         status: int | None = None
         error_code: str | None = None
         try:
+            # The URL (a webhook's code) and the body's ``auth`` (an OAuth token) stay in
+            # masking wrappers down to aiohttp's call: no frame here holds them as text.
             raw = await self.transport.post(
-                credentials.url(method),
-                json_body(params),
+                credentials.endpoint(method),
+                credentials.body(json_body(call.params)),
                 method=method,
                 redact=self.auth.redactor,
             )

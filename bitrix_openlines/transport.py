@@ -1,6 +1,10 @@
 """The HTTP edge: owns or borrows one ``aiohttp.ClientSession``; posts bytes, returns bytes.
 
-It knows nothing of Bitrix24 and holds no secret: it returns the status, the raw body and
+It knows nothing of Bitrix24 and holds no secret as text: a URL or a body carrying one
+comes in a masking wrapper (:class:`~bitrix_openlines._redact.SecretURL`,
+:class:`~bitrix_openlines._redact.SecretBody`), opened in the argument of aiohttp's call,
+so that no variable of the SDK's frames holds it (error trackers record them). It
+returns the status, the raw body and
 its content type (:class:`~bitrix_openlines.wire.RawResponse`), turns network failures
 into :class:`~bitrix_openlines.errors.TransportError`, and a URL no request can be sent
 to into :class:`~bitrix_openlines.errors.InvalidURLError` (bad input, never retried). Its
@@ -22,6 +26,8 @@ import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
+from operator import attrgetter
 from typing import Any, Final
 from urllib.parse import SplitResult, urljoin, urlsplit
 
@@ -29,6 +35,7 @@ import aiohttp
 import attrs
 from yarl import URL
 
+from bitrix_openlines._redact import SecretBody, SecretURL
 from bitrix_openlines._version import __version__
 from bitrix_openlines.errors import (
     ClientClosedError,
@@ -147,8 +154,8 @@ class Transport:
 
     async def post(
         self,
-        url: str,
-        body: bytes,
+        url: str | SecretURL,
+        body: bytes | SecretBody,
         *,
         method: str | None = None,
         redact: Callable[[str], str] = _keep,
@@ -171,38 +178,58 @@ class Transport:
 
     async def get(
         self,
-        url: str,
-        params: Mapping[str, str],
+        url: str | SecretURL,
+        params: Mapping[str, str] | None = None,
         *,
         method: str | None = None,
         redact: Callable[[str], str] = _keep,
     ) -> RawResponse:
-        """GET ``url`` with a query string and return the raw answer (same errors)."""
-        return await self._request("GET", url, method=method, redact=redact, params=dict(params))
+        """GET ``url`` (with ``params`` as its query string) and return the raw answer.
+
+        The same errors as :meth:`post`. A query holding secrets comes inside ``url``.
+        """
+        return await self._request(
+            "GET",
+            url,
+            method=method,
+            redact=redact,
+            params=None if params is None else dict(params),
+        )
 
     async def _request(
         self,
         verb: str,
-        url: str,
+        url: str | SecretURL,
         *,
         method: str | None,
         redact: Callable[[str], str],
-        **kwargs: Any,
+        data: bytes | SecretBody | None = None,
+        params: dict[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> RawResponse:
         session = self._get_session()
         if "User-Agent" not in session.headers:
             # A borrowed session without its own User-Agent still names the SDK.
-            headers = dict(kwargs.pop("headers", None) or {})
+            headers = {**(headers or {})}
             headers.setdefault("User-Agent", _USER_AGENT)
-            kwargs["headers"] = headers
         try:
-            async with session.request(
-                verb, url, allow_redirects=False, timeout=self._timeout, **kwargs
-            ) as response:
-                if 300 <= response.status < 400:
-                    raise _moved(response, method, redact)
-                body = await self._read(response, method)
-                return RawResponse(response.status, body, response.headers.get("Content-Type", ""))
+            # The URL and the body are opened here, in the arguments: the plain texts
+            # live in aiohttp's frames only. _read holds the response (whose repr shows
+            # the URL); the errors below are raised here, from None, so no traceback an
+            # error tracker records goes through it.
+            answer = await _read(
+                session.request(
+                    verb,
+                    url.reveal() if isinstance(url, SecretURL) else url,
+                    data=data.reveal() if isinstance(data, SecretBody) else data,
+                    params=params,
+                    headers=headers,
+                    allow_redirects=False,
+                    timeout=self._timeout,
+                ),
+                self._max_answer_bytes,
+                redact,
+            )
         except TimeoutError:
             raise RequestTimeoutError(
                 f"no complete answer within the timeout (connect {self._timeouts.connect}s, "
@@ -223,23 +250,17 @@ class Transport:
             # The text is ours: aiohttp's may contain the URL, and so the secret of a
             # webhook; "from None" keeps that original out of tracebacks too.
             raise TransportError(_describe(exc), method=method) from None
-
-    async def _read(self, response: aiohttp.ClientResponse, method: str | None) -> bytes:
-        """Read the body in chunks; refuse it once it passes the cap (memory stays bounded)."""
-        cap = self._max_answer_bytes
-        declared = response.content_length
-        # A compressed body's length says nothing of what it decompresses to.
-        identity = response.headers.get("Content-Encoding", "identity").lower() == "identity"
-        if identity and declared is not None and declared > cap:
-            raise _too_large(response, cap, method)
-        chunks: list[bytes] = []
-        size = 0
-        while chunk := await response.content.read(_CHUNK):
-            size += len(chunk)
-            if size > cap:
-                raise _too_large(response, cap, method)
-            chunks.append(chunk)
-        return b"".join(chunks)
+        if isinstance(answer, _Redirect):
+            raise _moved(answer, method)
+        if isinstance(answer, _TooLarge):
+            raise DecodeError(
+                f"the answer is larger than max_answer_bytes ({answer.cap} bytes); it was "
+                "not read further (raise the cap if the portal's answers are really this "
+                "large)",
+                status=answer.status,
+                method=method,
+            )
+        return answer
 
     async def close(self) -> None:
         """Close the session if it is ours; a borrowed one is left open."""
@@ -257,6 +278,62 @@ _BAD_URL: tuple[type[Exception], ...] = (
 )
 
 _JSON = {"Content-Type": "application/json", "Accept": "application/json"}
+
+
+@attrs.frozen(slots=True)
+class _Redirect:
+    """A 3xx answer: its status, and the new address it names (or why there is none)."""
+
+    status: int
+    new_address: str | None
+    where: str
+
+
+@attrs.frozen(slots=True)
+class _TooLarge:
+    """An answer whose body passed the cap (its connection is closed, not drained)."""
+
+    status: int
+    cap: int
+
+
+async def _read(
+    request: AbstractAsyncContextManager[aiohttp.ClientResponse],
+    cap: int,
+    redact: Callable[[str], str],
+) -> RawResponse | _Redirect | _TooLarge:
+    """Send ``request`` and read its answer, at most ``cap`` bytes (no redirect followed).
+
+    The only frame that holds the response (whose repr shows the URL): what it hands
+    back holds no secret.
+    """
+    async with request as response:
+        status = response.status
+        if 300 <= status < 400:
+            # The request's origin only: its path would be a webhook's code.
+            new_address, where = _new_address(
+                str(response.url.origin()), response.headers.get("Location", ""), redact
+            )
+            return _Redirect(status, new_address, where)
+        declared = response.content_length
+        # A compressed body's length says nothing of what it decompresses to.
+        identity = response.headers.get("Content-Encoding", "identity").lower() == "identity"
+        content_type = response.headers.get("Content-Type", "")
+        if identity and declared is not None:
+            if declared > cap:
+                response.close()
+                return _TooLarge(status, cap)
+            return RawResponse(status, await response.read(), content_type)
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := await response.content.read(_CHUNK):
+            size += len(chunk)
+            if size > cap:
+                # The rest is not read: the connection is closed rather than drained.
+                response.close()
+                return _TooLarge(status, cap)
+            chunks.append(chunk)
+        return RawResponse(status, b"".join(chunks), content_type)
 
 
 def _describe(exc: aiohttp.ClientError) -> str:
@@ -278,14 +355,17 @@ def _os_reason(error: OSError) -> str:
     return os.strerror(error.errno) if isinstance(error.errno, int) else "a network error"
 
 
-def _parses(url: str) -> bool:
+_PARTS = attrgetter("scheme", "host", "port")  # an out-of-range port raises when read
+
+
+def _parses(url: str | SecretURL) -> bool:
     """Whether ``url`` is an http(s) URL with a host that yarl can parse (a port too)."""
     try:
-        parsed = URL(url)
-        parsed.port  # noqa: B018 - an out-of-range port raises only when read
+        # The parts that hold no secret; no variable holds the URL (its repr shows it).
+        scheme, host, _ = _PARTS(URL(url.reveal() if isinstance(url, SecretURL) else url))
     except ValueError:
         return False
-    return parsed.scheme in ("http", "https") and bool(parsed.host)
+    return scheme in ("http", "https") and bool(host)
 
 
 def _invalid_url(reason: str | None, method: str | None) -> InvalidURLError:
@@ -296,47 +376,32 @@ def _invalid_url(reason: str | None, method: str | None) -> InvalidURLError:
     )
 
 
-def _too_large(response: aiohttp.ClientResponse, cap: int, method: str | None) -> DecodeError:
-    # The rest is not read: the connection is closed rather than drained for reuse.
-    response.close()
-    return DecodeError(
-        f"the answer is larger than max_answer_bytes ({cap} bytes); it was not read "
-        "further (raise the cap if the portal's answers are really this large)",
-        status=response.status,
-        method=method,
-    )
-
-
 # A Location longer than this is not read (aiohttp already caps a header line at 8 KiB).
 _MAX_LOCATION = 2048
 _HOST_NAME = re.compile(r"[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-def _moved(
-    response: aiohttp.ClientResponse, method: str | None, redact: Callable[[str], str]
-) -> PortalMovedError:
-    new_address, where = _new_address(
-        str(response.url), response.headers.get("Location", ""), redact
-    )
+def _moved(redirect: _Redirect, method: str | None) -> PortalMovedError:
+    status, new_address = redirect.status, redirect.new_address
     if new_address is not None:
         text = (
-            f"the portal answered {response.status}: it moved to {new_address} (renamed); "
+            f"the portal answered {status}: it moved to {new_address} (renamed); "
             "the redirect is not followed: build the client again with the new address"
         )
     else:
-        text = f"the portal answered {response.status} {where}; the redirect is not followed"
-    return PortalMovedError(text, status=response.status, method=method, new_address=new_address)
+        text = f"the portal answered {status} {redirect.where}; the redirect is not followed"
+    return PortalMovedError(text, status=status, method=method, new_address=new_address)
 
 
 def _new_address(
-    request_url: str, location: str, redact: Callable[[str], str]
+    request_origin: str, location: str, redact: Callable[[str], str]
 ) -> tuple[str | None, str]:
     """The new scheme and host a redirect names, or ``None`` and why there is none.
 
     Only the origin of the ``Location`` is kept: never its path or query (a webhook's
     holds its code) nor a ``user:password@``. A relative ``Location`` is read against the
-    request's URL, so it names the same address: nothing new. A plain ``http://`` answer
+    request's origin, so it names the same address: nothing new. A plain ``http://`` answer
     to an ``https://`` request is taken as the ``https://`` form of its host (portals
     serve HTTPS; credentials are never offered a downgrade), unless it names a port.
     Anything else (another scheme, a host that is no host name, one that contains a
@@ -347,8 +412,8 @@ def _new_address(
     if len(location) > _MAX_LOCATION:
         return None, "with a Location too long to read"
     try:
-        origin = urlsplit(request_url)
-        parts = urlsplit(urljoin(request_url, location.strip()))
+        origin = urlsplit(request_origin)
+        parts = urlsplit(urljoin(request_origin + "/", location.strip()))
         port = parts.port
     except ValueError:  # "http://[portal/", "https://host:99999"
         return None, "with a Location that cannot be parsed"

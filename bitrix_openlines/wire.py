@@ -192,10 +192,13 @@ def batch_command(method: str, wire: WireParams) -> str:
 
 @attrs.frozen(slots=True)
 class RawResponse:
-    """An HTTP answer before any decoding: the status, the body and its content type."""
+    """An HTTP answer before any decoding: the status, the body and its content type.
+
+    Its repr leaves the body out: it may be a token pair, or echo the request's secrets.
+    """
 
     status: int
-    body: bytes
+    body: bytes = attrs.field(repr=False)
     content_type: str = ""
 
 
@@ -234,9 +237,9 @@ def decode_json(raw: RawResponse, method: str | None, redact: Redact = _keep) ->
             f"the portal sent {what} (Content-Type {content_type})", raw, method, redact
         ) from None
     if not isinstance(value, dict):
-        raise _undecodable(
-            f"the portal sent JSON {type(value).__name__}, not an object", raw, method, redact
-        )
+        kind = type(value).__name__
+        del value  # it may echo a secret: no frame of the traceback keeps it
+        raise _undecodable(f"the portal sent JSON {kind}, not an object", raw, method, redact)
     return value
 
 
@@ -272,13 +275,17 @@ def decode_envelope(
         )
     envelope = decode_json(raw, method, redact)
     if "error" in envelope:
-        raise error_from_payload(
+        error = error_from_payload(
             envelope,
             status=raw.status,
             method=method,
             reset_at=reset_at_of(envelope),
             redact=redact,
         )
+        # The body may echo the request's secrets: no frame of the traceback (error
+        # trackers record their variables) keeps it.
+        del envelope
+        raise error
     if raw.status >= 300:
         raise error_from_payload(
             {"error_description": f"HTTP {raw.status} without an error code"},
@@ -286,6 +293,7 @@ def decode_envelope(
             method=method,
         )
     if "result" not in envelope:
+        del envelope  # as above
         raise _undecodable("the answer has neither 'result' nor 'error'", raw, method, redact)
     return envelope
 
@@ -395,18 +403,19 @@ def error_from_payload(
         status: The HTTP status of the answer (``200`` for a command inside a batch).
         method: The method that was called.
         reset_at: For ``OPERATION_TIME_LIMIT``, when the method is available again.
-        redact: Hides secrets in the texts the server sent (it may echo the request).
+        redact: Hides secrets in the texts the server sent (it may echo the request): the
+            code, the description, and every string of the other keys (``extra``).
     """
-    raw_code = payload.get("error")
-    code = redact(str(raw_code)) if raw_code is not None else None
-    raw_description = payload.get("error_description")
-    description = redact(str(raw_description)) if raw_description is not None else ""
-    # Texts among the other keys (ERROR_ARGUMENT's "argument") are redacted like these.
-    extra = {
-        str(k): redact(v) if isinstance(v, str) else v
-        for k, v in payload.items()
-        if k not in ("error", "error_description")
-    }
+    code = redact(str(payload["error"])) if payload.get("error") is not None else None
+    description = (
+        redact(str(payload["error_description"]))
+        if payload.get("error_description") is not None
+        else ""
+    )
+    extra: dict[str, Any] = {}
+    for key in payload:
+        if key not in ("error", "error_description"):
+            _put_redacted(extra, key, payload[key], redact, 0)
     cls = error_class_for(code, status)
     if issubclass(cls, OperationTimeLimitError):
         return cls(
@@ -418,6 +427,41 @@ def error_from_payload(
             reset_at=reset_at,
         )
     return cls(description, code=code, status=status, method=method, extra=extra)
+
+
+# How deep the other keys of an error body are kept in ``extra``; deeper values, and
+# values that are not JSON, are dropped (they could not be redacted).
+_EXTRA_DEPTH: Final = 4
+
+
+def _put_redacted(
+    target: dict[str, Any], key: Any, value: Any, redact: Redact, depth: int
+) -> None:
+    """Store ``value`` under ``key`` in ``target`` with every string redacted, or drop it."""
+    kept = _redacted(value, redact, depth)
+    if kept is not _DROP:
+        target[redact(str(key))] = kept
+
+
+_DROP: Final = object()
+
+
+def _redacted(value: Any, redact: Redact, depth: int) -> Any:
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        return redact(value)
+    if depth >= _EXTRA_DEPTH:
+        return _DROP
+    if isinstance(value, Mapping):
+        nested: dict[str, Any] = {}
+        for key in value:
+            _put_redacted(nested, key, value[key], redact, depth + 1)
+        return nested
+    if isinstance(value, list | tuple):
+        items = (_redacted(item, redact, depth + 1) for item in value)
+        return [item for item in items if item is not _DROP]
+    return _DROP
 
 
 # -- batch answers -----------------------------------------------------------------------

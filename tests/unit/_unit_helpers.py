@@ -77,6 +77,15 @@ def recorded(mocked: aioresponses, verb: str = "POST", prefix: str = "") -> list
     return calls
 
 
+def recorded_queries(mocked: aioresponses, verb: str, prefix: str) -> list[dict[str, str]]:
+    """The query string of every request ``verb`` to a URL starting with ``prefix``."""
+    queries: list[dict[str, str]] = []
+    for (method, url), items in mocked.requests.items():
+        if method == verb and str(url).startswith(prefix):
+            queries.extend({**url.query, **(item.kwargs.get("params") or {})} for item in items)
+    return queries
+
+
 class FakeClock:
     """A clock that only moves when its ``sleep`` is awaited (never sleeps for real)."""
 

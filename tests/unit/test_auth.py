@@ -33,6 +33,7 @@ from _unit_helpers import (
     oauth_url,
     old_tokens,
     recorded,
+    recorded_queries,
     webhook_url,
 )
 from aioresponses import CallbackResult, aioresponses
@@ -386,11 +387,11 @@ async def test_single_flight_refresh_for_200_concurrent_calls(
                 asyncio.gather(*(client.get_dialog(chat_id=i + 1) for i in range(calls))),
                 timeout=20,
             )
-        token_requests = recorded(mocked, "GET", TOKEN_URL)
+        token_requests = recorded_queries(mocked, "GET", TOKEN_URL)
         assert recorded(mocked, "POST", TOKEN_URL) == []
 
     assert len(token_requests) == 1
-    assert token_requests[0].kwargs["params"] == {
+    assert token_requests[0] == {
         "grant_type": "refresh_token",
         "client_id": CLIENT_ID,
         "client_secret": CLIENT_SECRET,

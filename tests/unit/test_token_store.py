@@ -23,6 +23,7 @@ from _unit_helpers import (
     load_example,
     oauth_url,
     recorded,
+    recorded_queries,
 )
 from aioresponses import CallbackResult, aioresponses
 
@@ -197,8 +198,8 @@ async def test_exchange_code(docs_examples: Path) -> None:
         tokens = await exchange_code(
             "code123abc", client_id=CLIENT_ID, client_secret=CLIENT_SECRET
         )
-        (call,) = recorded(mocked, "GET", TOKEN_URL)
-    assert call.kwargs["params"] == {
+        (query,) = recorded_queries(mocked, "GET", TOKEN_URL)
+    assert query == {
         "grant_type": "authorization_code",
         "client_id": CLIENT_ID,
         "client_secret": CLIENT_SECRET,
