@@ -32,10 +32,9 @@ from cattrs.errors import (
 from cattrs.gen import make_dict_structure_fn, override
 
 from bitrix_openlines.errors import DecodeError
-from bitrix_openlines.types.common import TimeInfo
 from bitrix_openlines.types.dialog import Dialog
 
-__all__ = ["converter", "describe_error", "structure", "structure_result", "structure_time"]
+__all__ = ["converter", "describe_error", "structure", "structure_result"]
 
 T = TypeVar("T")
 
@@ -399,16 +398,6 @@ def structure_result(
             status=200,
             method=method,
         ) from None  # the original quotes values of the answer, unredacted
-
-
-def structure_time(value: Any) -> TimeInfo | None:
-    """Structure a ``time`` block; anything that is not an object gives ``None``."""
-    if not isinstance(value, Mapping):
-        return None
-    try:
-        return converter.structure(value, TimeInfo)
-    except Exception:  # a malformed time block must never cost the result itself
-        return None
 
 
 _MAX_MESSAGES = 3

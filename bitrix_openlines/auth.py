@@ -711,6 +711,8 @@ class OAuthAuth(Auth):
             self.redactor.set_current(
                 (Secret(value=tokens.access_token), Secret(value=tokens.refresh_token))
             )
+            parts = urlsplit(tokens.client_endpoint)
+            self._portal = f"{parts.scheme}://{parts.netloc}"
             # Built once per pair, not per call.
             self._credentials = Credentials(
                 base=_rest_base(tokens.client_endpoint), token=tokens.access_token
@@ -780,8 +782,7 @@ class OAuthAuth(Auth):
         """The portal's address, from the tokens' ``client_endpoint`` (or the store key)."""
         if self._tokens is None:
             return f"store:{self._key}"
-        parts = urlsplit(self._tokens.client_endpoint)
-        return f"{parts.scheme}://{parts.netloc}"
+        return self._portal
 
     async def _current(self) -> OAuthTokens:
         if self._tokens is not None:

@@ -41,7 +41,7 @@ from typing import Any, Final, Generic, Protocol, TypeVar
 
 import attrs
 
-from bitrix_openlines._convert import structure_result, structure_time
+from bitrix_openlines._convert import structure_result
 from bitrix_openlines.errors import (
     DecodeError,
     InvalidQueryError,
@@ -82,6 +82,9 @@ ProgressCallback = Callable[[int, int, int | None], Awaitable[None] | None]
 class _Answer(Protocol):
     @property
     def envelope(self) -> dict[str, Any]: ...
+
+    @property
+    def time(self) -> TimeInfo | None: ...
 
 
 class _SingleAnswer(Protocol):
@@ -463,7 +466,7 @@ class BatchJob:
         rate_limited = False
         # The commands' time blocks count for their methods only where the portal bills
         # them so (not where they carry copies of batch's own total: that pauses batch).
-        per_method = budget.bills_commands(structure_time(answer.envelope.get("time")))
+        per_method = budget.bills_commands(answer.time)
         for key, pending in zip(keys, chunk, strict=True):
             command = parsed[key]
             if per_method:

@@ -77,6 +77,11 @@ class Hooks:
     on_retry: Callable[[RetryEvent], None] = _noop
     on_refresh: Callable[[RefreshEvent], None] = _noop
 
+    @property
+    def observes_requests(self) -> bool:
+        """Whether ``on_request`` was set (the per-request event is built only then)."""
+        return self.on_request is not _noop
+
     def emit(self, callback: Callable[[E], None], event: E) -> None:
         """Call ``callback(event)``; log and swallow what it raises."""
         try:

@@ -35,7 +35,6 @@ from typing import Any
 
 import attrs
 
-from bitrix_openlines._convert import structure_time
 from bitrix_openlines.auth import Auth, Credentials
 from bitrix_openlines.errors import (
     ClientClosedError,
@@ -116,6 +115,7 @@ class Session:
         self.limiter = limiter
         self.retry = retry
         self.hooks = hooks
+        self._observes_requests = hooks.observes_requests
         self._budget = budget
         self._shared_budget: tuple[str, OperatingBudget] | None = None
         self._reported_flight = 0
@@ -258,10 +258,11 @@ class Session:
             if self._closed:
                 raise self._closed_error(call.method)
             budget = self.budget
-            paused = budget.past_deadline(call.method, self.retry.remaining(call.started))
-            if paused is not None:
-                raise paused
-            await budget.wait(call.method)
+            if budget.pause_remaining(call.method) > 0:
+                paused = budget.past_deadline(call.method, self.retry.remaining(call.started))
+                if paused is not None:
+                    raise paused
+                await budget.wait(call.method)
             if self.limiter is not None:
                 await self.limiter.acquire(self.auth.portal, 1)
             credentials = await self.auth.credentials()
@@ -332,19 +333,34 @@ class Session:
             error_code = error.code or type(error).__name__
             raise
         finally:
-            duration = time.perf_counter() - started
-            logger.debug(
-                "%s status=%s attempt=%d duration=%.3fs%s",
-                method,
-                status,
-                call.retries + 1,
-                duration,
-                f" error={error_code}" if error_code else "",
-            )
+            # Built only for those who read it: a DEBUG log, an on_request hook.
+            if self._debug or self._observes_requests:
+                self._report(call, portal, status, error_code, time.perf_counter() - started)
+        time_info = TimeInfo.from_wire(envelope.get("time"))
+        budget.observe(method, time_info)
+        return Answer(envelope=envelope, time=time_info)
+
+    def _report(
+        self,
+        call: _Call,
+        portal: str,
+        status: int | None,
+        error_code: str | None,
+        duration: float,
+    ) -> None:
+        logger.debug(
+            "%s status=%s attempt=%d duration=%.3fs%s",
+            call.method,
+            status,
+            call.retries + 1,
+            duration,
+            f" error={error_code}" if error_code else "",
+        )
+        if self._observes_requests:
             self.hooks.emit(
                 self.hooks.on_request,
                 RequestEvent(
-                    method=method,
+                    method=call.method,
                     portal=portal,
                     attempt=call.retries + 1,
                     status=status,
@@ -353,9 +369,10 @@ class Session:
                     commands=call.commands,
                 ),
             )
-        time_info = structure_time(envelope.get("time"))
-        budget.observe(method, time_info)
-        return Answer(envelope=envelope, time=time_info)
+
+    @property
+    def _debug(self) -> bool:
+        return logger.isEnabledFor(logging.DEBUG)
 
     async def _refresh(self, stale: Credentials) -> bool:
         """Refresh through the auth; ``False`` when these credentials cannot be refreshed."""

@@ -36,7 +36,6 @@ from urllib.parse import quote_plus, unquote_plus
 
 import attrs
 
-from bitrix_openlines._convert import structure_time
 from bitrix_openlines.errors import (
     AccessError,
     ApiError,
@@ -522,7 +521,7 @@ def parse_batch_result(
     times = _part(result.get("result_time"))
     parsed: dict[str, CommandResult] = {}
     for key, method in methods.items():
-        time_info = structure_time(times.get(key))
+        time_info = TimeInfo.from_wire(times.get(key))
         if key in errors:
             payload = errors[key]
             if not isinstance(payload, Mapping):

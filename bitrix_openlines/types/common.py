@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from collections.abc import Mapping
+from typing import Any, Generic, TypeVar
 
 import attrs
 
@@ -40,6 +41,31 @@ class TimeInfo:
     operating: float | None = None
     operating_reset_at: float | None = None
 
+    @classmethod
+    def from_wire(cls, block: Any) -> TimeInfo | None:
+        """Read a ``time`` block as the portal sends it, or ``None`` if it is not one.
+
+        Numbers may come as ints, floats or numeric strings; the dates as text. A block
+        with a field of another kind gives ``None`` whole: a malformed ``time`` block
+        never costs the result it came with. (A hand-written reader: every answer has
+        one, so it is on the hot path of every call.)
+        """
+        if not isinstance(block, Mapping):
+            return None
+        try:
+            return cls(
+                start=_number(block.get("start")),
+                finish=_number(block.get("finish")),
+                duration=_number(block.get("duration")),
+                processing=_number(block.get("processing")),
+                date_start=_text(block.get("date_start")),
+                date_finish=_text(block.get("date_finish")),
+                operating=_number(block.get("operating")),
+                operating_reset_at=_number(block.get("operating_reset_at")),
+            )
+        except (TypeError, ValueError, OverflowError):
+            return None
+
 
 @attrs.frozen(slots=True)
 class Response(Generic[T]):
@@ -56,3 +82,28 @@ class Response(Generic[T]):
     time: TimeInfo | None = None
     total: int | None = None
     next: int | None = None
+
+
+def _number(value: Any) -> float | None:
+    kind = type(value)
+    if kind is float:
+        return value  # type: ignore[no-any-return]
+    if kind is int:
+        return float(value)
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise TypeError("a boolean is not a number")
+    if isinstance(value, int | float | str):
+        return float(value)
+    raise TypeError("not a number")
+
+
+def _text(value: Any) -> str | None:
+    if value is None or type(value) is str:
+        return value
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    raise TypeError("not a text")

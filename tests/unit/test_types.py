@@ -11,11 +11,11 @@ import cattrs
 import pytest
 from _unit_helpers import DIALOG_GET, load_example, make_client, webhook_url
 from aioresponses import aioresponses
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bitrix_openlines import Dialog, DialogGet, UserCode
-from bitrix_openlines._convert import describe_error, structure, structure_time
+from bitrix_openlines._convert import converter, describe_error, structure
 from bitrix_openlines.types import TimeInfo
 from bitrix_openlines.types.dialog import (
     CrmBindings,
@@ -209,7 +209,7 @@ def test_dialog_id_given_vs_derived() -> None:
 
 def test_time_block_with_float_start(docs_examples: Path) -> None:
     block = load_example(docs_examples, "time_block__data-types.json")["time"]
-    info = structure_time(block)
+    info = TimeInfo.from_wire(block)
     assert info == TimeInfo(
         start=1757424671.509725,
         finish=1757424672.203906,
@@ -223,7 +223,7 @@ def test_time_block_with_float_start(docs_examples: Path) -> None:
 
 
 def test_time_block_with_int_start(docs_examples: Path) -> None:
-    info = structure_time(load_example(docs_examples, CURRENT)["time"])
+    info = TimeInfo.from_wire(load_example(docs_examples, CURRENT)["time"])
     assert info is not None
     assert info.start == 1773683678.0
     assert isinstance(info.start, float)
@@ -235,11 +235,11 @@ def test_time_block_with_int_start(docs_examples: Path) -> None:
 
 @pytest.mark.parametrize("value", [None, [], "x", 5])
 def test_time_block_that_is_not_an_object(value: Any) -> None:
-    assert structure_time(value) is None
+    assert TimeInfo.from_wire(value) is None
 
 
 def test_malformed_time_block_is_dropped_not_fatal() -> None:
-    assert structure_time({"start": "soon"}) is None
+    assert TimeInfo.from_wire({"start": "soon"}) is None
 
 
 @pytest.mark.parametrize(
@@ -607,3 +607,40 @@ def test_garbage_is_refused(patch: dict[str, Any]) -> None:
         structure({"id": 1, **patch}, Dialog)
     # The path that did not fit is named, then the cause.
     assert describe_error(caught.value).startswith(f"$.{next(iter(patch))}")
+
+
+_WIRE_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False),
+    st.text(max_size=12),
+    st.sampled_from(["1773683678", "0.25", "1e3", " 7 ", "inf", "", "x"]),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+_TIME_KEYS = (
+    "start",
+    "finish",
+    "duration",
+    "processing",
+    "date_start",
+    "date_finish",
+    "operating",
+    "operating_reset_at",
+    "extra_key",
+)
+
+
+def _with_the_converter(block: Any) -> TimeInfo | None:
+    # The reference: the one converter's own structuring of TimeInfo (its hooks).
+    try:
+        return converter.structure(block, TimeInfo)
+    except Exception:
+        return None
+
+
+@given(st.dictionaries(st.sampled_from(_TIME_KEYS), _WIRE_VALUES, max_size=9))
+@settings(max_examples=400, deadline=None)
+def test_the_fast_time_reader_agrees_with_the_converter(block: dict[str, Any]) -> None:
+    assert TimeInfo.from_wire(block) == _with_the_converter(block)
