@@ -167,6 +167,25 @@ def _pairs(prefix: str, value: WireValue) -> Iterable[tuple[str, str]]:
             yield from _pairs(f"{prefix}[{index}]", item)
 
 
+# Characters quote_plus leaves as they are (with safe=""): a text made of these only is
+# its own encoding, the common case of ids and codes (checked before quoting).
+_UNRESERVED: Final = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~"
+)
+
+
+def _quoted(text: str) -> str:
+    if _UNRESERVED.issuperset(text):
+        return text
+    return quote_plus(text, safe="")
+
+
+def _quoted_name(name: str) -> str:
+    if _UNRESERVED.issuperset(name):
+        return name
+    return quote_plus(name, safe="[]")
+
+
 def http_build_query(wire: WireParams) -> str:
     """Encode parameters as PHP's ``http_build_query`` does (``a[b][0]=x``, ``+`` for space).
 
@@ -174,9 +193,10 @@ def http_build_query(wire: WireParams) -> str:
     bracket keys and every reserved character is percent-encoded (PROTOCOL.md 1 and 5).
     """
     return "&".join(
-        f"{quote_plus(name, safe='[]')}={quote_plus(text, safe='')}"
+        f"{_quoted_name(key)}={_quoted(value)}"
+        if type(value) is str
+        else "&".join(f"{_quoted_name(name)}={_quoted(text)}" for name, text in _pairs(key, value))
         for key, value in wire.items()
-        for name, text in _pairs(key, value)
     )
 
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 import enum
 import json
 from typing import Any
+from urllib.parse import quote_plus
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bitrix_openlines import UserCode
 from bitrix_openlines.wire import (
@@ -132,3 +135,32 @@ def test_the_json_body_and_the_batch_command_carry_the_same_array(params: dict[s
         return value
 
     assert php_array(from_json) == php_array(from_query)
+
+
+_TEXT = st.text(alphabet=st.characters(codec="utf-8"), max_size=8)
+_PARAMS = st.dictionaries(
+    _TEXT.filter(bool),
+    st.one_of(_TEXT, st.lists(_TEXT, max_size=3), st.dictionaries(_TEXT, _TEXT, max_size=2)),
+    min_size=1,
+    max_size=4,
+)
+
+
+@given(_PARAMS)
+@settings(max_examples=300, deadline=None)
+def test_http_build_query_is_quote_plus_of_every_pair(params: dict[str, Any]) -> None:
+    # The unreserved-text shortcut gives exactly what quote_plus gives.
+    wire = to_wire(params)
+    expected = "&".join(
+        f"{quote_plus(name, safe='[]')}={quote_plus(text, safe='')}"
+        for key, value in wire.items()
+        for name, text in _reference_pairs(key, value)
+    )
+    assert http_build_query(wire) == expected
+
+
+def _reference_pairs(prefix: str, value: Any) -> list[tuple[str, str]]:
+    if isinstance(value, str):
+        return [(prefix, value)]
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    return [pair for key, item in items for pair in _reference_pairs(f"{prefix}[{key}]", item)]
