@@ -8,7 +8,7 @@ access token, the portal's addresses, ``member_id`` and ``application_token``, a
 refresh token for ``ONAPPINSTALL`` and (as their doc examples show) the Open Lines
 events; an event not caused by a user carries no tokens at all. The newer connector and
 bot pages show two keys more, ``expires`` (the Unix time the access token expires) and
-``user_id`` (the user the tokens act as); the bot pages a refresh token too.
+``user_id`` (the user the tokens act as); the bot message pages a refresh token too.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ _OPEN_LINES_EVENTS: Final = frozenset(
     }
 )
 # These pages show "expires" and "user_id" in the auth block (event__ONIMCONNECTOR*,
-# event__ONIMBOT*): no refresh token for the connector's, one for the bot's.
+# event__ONIMBOT*); only the bot's message events add a refresh token.
 _CONNECTOR_EVENTS: Final = frozenset(
     {
         "ONIMCONNECTORMESSAGEADD",
@@ -43,15 +43,10 @@ _CONNECTOR_EVENTS: Final = frozenset(
         "ONIMCONNECTORLINEDELETE",
     }
 )
-_BOT_EVENTS: Final = frozenset(
-    {
-        "ONIMBOTMESSAGEADD",
-        "ONIMBOTMESSAGEUPDATE",
-        "ONIMBOTMESSAGEDELETE",
-        "ONIMBOTJOINCHAT",
-        "ONIMBOTDELETE",
-    }
+_BOT_MESSAGE_EVENTS: Final = frozenset(
+    {"ONIMBOTMESSAGEADD", "ONIMBOTMESSAGEUPDATE", "ONIMBOTMESSAGEDELETE"}
 )
+_BOT_EVENTS: Final = _BOT_MESSAGE_EVENTS | {"ONIMBOTJOINCHAT", "ONIMBOTDELETE"}
 _INSTALL: Final = "ONAPPINSTALL"
 _UNINSTALL: Final = "ONAPPUNINSTALL"
 
@@ -120,7 +115,7 @@ def auth_block(
     )
     if newer:
         block["user_id"] = user_id
-    if event in (_INSTALL, *_OPEN_LINES_EVENTS, *_BOT_EVENTS):
+    if event in (_INSTALL, *_OPEN_LINES_EVENTS, *_BOT_MESSAGE_EVENTS):
         block["refresh_token"] = refresh_token
     block["application_token"] = application_token
     return block

@@ -628,7 +628,7 @@ class FakePortal:
             name,
             tokens=self._tokens.issue() if with_tokens else None,
             expires_in=math.ceil(self._tokens.ttl),
-            expires=math.ceil(now + self._tokens.ttl),
+            expires=int(now) + math.ceil(self._tokens.ttl),  # ts + expires_in, as the pages
             user_id=self._webhook_user_id,
             scope=_SCOPE,
             domain=f"{self._host}:{self.port}",
