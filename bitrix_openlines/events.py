@@ -923,9 +923,11 @@ class ConnectorLineDeleteEvent(Event):
 
     Attributes:
         line_id: The deleted open line; ``None`` when ``data`` held no number.
+        extra: The keys of ``data`` when a portal sends an object instead, as sent.
     """
 
     line_id: int | None = None
+    extra: Mapping[str, Any] = _unknown()
 
 
 # -- Chat bots (imbot) ------------------------------------------------------------------
@@ -1385,7 +1387,7 @@ def parse_event(
     line_deleted: int | None = None
     if (
         name == CONNECTOR_LINE_DELETE
-        and isinstance(data, str | int)
+        and isinstance(data, str | int | float)
         and not isinstance(data, bool)
     ):
         # Documented: the deleted line's id alone is the data (``data=107``).
@@ -1420,7 +1422,7 @@ def parse_event(
     if name in CONNECTOR_DIALOG_EVENTS:
         return _read(ConnectorDialogEvent, data, "data", **common, items=_session_items(data))
     if name == CONNECTOR_LINE_DELETE:
-        return ConnectorLineDeleteEvent(**common, line_id=line_deleted)
+        return _read(ConnectorLineDeleteEvent, data, "data", **common, line_id=line_deleted)
     kind = _TYPED.get(name)
     if kind is not None:
         return _read(kind, data, "data", **common)

@@ -321,6 +321,13 @@ def test_connector_line_delete_whose_data_is_the_line_id(docs_examples: Path) ->
     junk = parse_event("event=ONIMCONNECTORLINEDELETE&data=x")
     assert isinstance(junk, ConnectorLineDeleteEvent)
     assert junk.line_id is None
+    # An object instead is kept in extra; a float is read like the JSON number it is.
+    other = parse_event({"event": "ONIMCONNECTORLINEDELETE", "data": {"LINE_ID": 5}})
+    assert isinstance(other, ConnectorLineDeleteEvent)
+    assert (other.line_id, other.extra) == (None, {"LINE_ID": 5})
+    number = parse_event('{"event": "ONIMCONNECTORLINEDELETE", "data": 107.0}')
+    assert isinstance(number, ConnectorLineDeleteEvent)
+    assert number.line_id == 107
     # Another event with a lone value as data is still no event.
     with pytest.raises(EventError, match="'data' must be an object"):
         parse_event("event=ONIMCONNECTORSTATUSDELETE&data=107", FORM)
