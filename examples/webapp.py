@@ -52,6 +52,7 @@ from bitrix_openlines.contrib.aiohttp import (
 )
 from bitrix_openlines.events import (
     AppInstallEvent,
+    AppUninstallEvent,
     OpenLineMessageEvent,
     SessionEvent,
     verify_event,
@@ -213,7 +214,8 @@ async def on_event(request: web.Request) -> web.Response:
                 f"session {dialog.session_id}"
             )
         return web.json_response({"ok": True, "event": event.name, "dialogs": dialogs})
-    if event.name == "ONAPPUNINSTALL":
+    if isinstance(event, AppUninstallEvent):
+        # Verified above: forget the portal (event.clean: the admin asked to clear data).
         await portals.forget(member_id)
         return web.json_response({"ok": True, "event": event.name})
     return web.json_response({"ok": True, "event": event.name, "ignored": True})

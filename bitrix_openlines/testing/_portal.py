@@ -586,7 +586,7 @@ class FakePortal:
         self,
         url: str,
         event: str,
-        data: Mapping[str, Any],
+        data: Mapping[str, Any] | int | str,
         *,
         with_tokens: bool = True,
         application_token: str | None = None,
@@ -597,12 +597,15 @@ class FakePortal:
         ``http_build_query`` (``data[DATA][0][chat][id]=7``), with an ``auth`` block shaped
         like the documented ones (PROTOCOL.md section 6.2): a fresh token pair issued by
         this portal (valid for its REST calls and its token endpoint), its addresses,
-        ``member_id`` and ``application_token``. Like a portal, it does not retry.
+        ``member_id`` and ``application_token``; for the connector (``ONIMCONNECTOR...``)
+        and bot (``ONIMBOT...``) events also ``expires`` and ``user_id`` (this portal's
+        user), as their pages show. Like a portal, it does not retry.
 
         Args:
             url: The handler's URL.
             event: The event name (upper-cased when sent), e.g. ``ONOPENLINEMESSAGEADD``.
-            data: The ``data`` block, e.g. ``{"DATA": [{"chat": {"id": 7}, ...}]}``.
+            data: The ``data`` block, e.g. ``{"DATA": [{"chat": {"id": 7}, ...}]}``, or
+                a lone value (``ONIMCONNECTORLINEDELETE`` sends the line's id as ``data``).
             with_tokens: False sends no tokens, like an event no user caused.
             application_token: The token to send instead of :attr:`application_token`
                 (a forged event); ``""`` sends an empty one.
@@ -611,19 +614,22 @@ class FakePortal:
             The HTTP status the handler answered.
 
         Raises:
-            ValueError: ``event`` is empty or ``data`` is not a mapping.
+            ValueError: ``event`` is empty or ``data`` is not a mapping, int or str.
             aiohttp.ClientError: The handler could not be reached.
             asyncio.TimeoutError: It did not answer within 10 seconds.
         """
         if not isinstance(event, str) or not event.strip():
             raise ValueError(f"event must be a non-empty event name, got {event!r}")
-        if not isinstance(data, Mapping):
-            raise ValueError(f"data must be a mapping, got {type(data).__name__}")
+        if not isinstance(data, Mapping | int | str) or isinstance(data, bool):
+            raise ValueError(f"data must be a mapping, int or str, got {type(data).__name__}")
         name = event.strip().upper()
+        now = self._unix_now()
         auth = auth_block(
             name,
             tokens=self._tokens.issue() if with_tokens else None,
             expires_in=math.ceil(self._tokens.ttl),
+            expires=int(now) + math.ceil(self._tokens.ttl),  # ts + expires_in, as the pages
+            user_id=self._webhook_user_id,
             scope=_SCOPE,
             domain=f"{self._host}:{self.port}",
             client_endpoint=self.client_endpoint,
@@ -636,7 +642,7 @@ class FakePortal:
         )
         handler_id = self._handler_ids.setdefault((name, url), len(self._handler_ids) + 1)
         body = build_query(
-            event_payload(name, data, handler_id=handler_id, ts=int(self._unix_now()), auth=auth)
+            event_payload(name, data, handler_id=handler_id, ts=int(now), auth=auth)
         )
         self.stats.events[name] += 1
         timeout = aiohttp.ClientTimeout(total=_EVENT_TIMEOUT)

@@ -219,7 +219,7 @@ class ThreadedFakePortal:
         self,
         url: str,
         event: str,
-        data: Mapping[str, Any],
+        data: Mapping[str, Any] | int | str,
         *,
         with_tokens: bool = True,
         application_token: str | None = None,

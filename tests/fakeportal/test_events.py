@@ -92,6 +92,13 @@ async def test_event_is_a_php_form_with_the_documented_keys(
         ("ONAPPINSTALL", "event__ONAPPINSTALL.json", None),
         ("ONSESSIONSTART", "event__ONSESSIONSTART.json", "eventId"),
         ("ONCRMDEALADD", "event__ONCRMDEALADD_to_app.json", "event_handler_id"),
+        ("ONIMCONNECTORDIALOGSTART", "event__ONIMCONNECTORDIALOGSTART.json", "eventId"),
+        ("ONIMCONNECTORMESSAGEADD", "event__ONIMCONNECTORMESSAGEADD.json", "event_handler_id"),
+        ("ONIMCONNECTORLINEDELETE", "event__ONIMCONNECTORLINEDELETE.json", "event_handler_id"),
+        ("ONIMBOTMESSAGEADD", "event__ONIMBOTMESSAGEADD_group.json", "event_handler_id"),
+        ("ONIMBOTJOINCHAT", "event__ONIMBOTJOINCHAT_group.json", "event_handler_id"),
+        ("ONIMBOTDELETE", "event__ONIMBOTDELETE.json", "event_handler_id"),
+        ("ONOPENLINEMESSAGEDELETE", "event__ONOPENLINEMESSAGEDELETE.json", "eventId"),
     ],
 )
 async def test_top_level_and_auth_keys_follow_each_doc_example(
@@ -109,8 +116,30 @@ async def test_top_level_and_auth_keys_follow_each_doc_example(
     assert set(body["auth"]) == set(doc["auth"])
     if handler_key is not None:
         assert handler_key in body
-    # Only the install and Open Lines events carry a refresh token (PROTOCOL.md 6.2).
-    assert ("refresh_token" in body["auth"]) == (event != "ONCRMDEALADD")
+    # The install, Open Lines and bot message events carry a refresh token (PROTOCOL.md
+    # 6.2, and the pages); the connector and bot pages show expires and user_id too.
+    if set(doc["auth"]) >= {"expires", "user_id"}:
+        assert list(body["auth"]) == list(doc["auth"])
+        assert body["auth"]["user_id"] == "1"
+        assert int(body["auth"]["expires"]) - int(body["ts"]) == 3600
+
+
+async def test_an_uninstall_has_no_handler_id_and_no_tokens_when_asked(
+    portal: FakePortal, handler: tuple[Recorder, str]
+) -> None:
+    recorder, url = handler
+    await portal.send_event(url, "ONAPPUNINSTALL", {"LANGUAGE_ID": "de"}, with_tokens=False)
+    body = recorder.requests[-1][2]
+    doc = documented("event__ONAPPUNINSTALL.json")
+    assert set(body) == set(doc)
+    assert set(body["auth"]) == set(doc["auth"])
+
+
+async def test_a_lone_value_as_data(portal: FakePortal, handler: tuple[Recorder, str]) -> None:
+    recorder, url = handler
+    await portal.send_event(url, "ONIMCONNECTORLINEDELETE", 107)
+    assert "&data=107&" in recorder.requests[-1][1]
+    assert recorder.requests[-1][2]["data"] == "107"
 
 
 async def test_without_tokens_the_auth_block_is_like_an_outgoing_webhooks(
@@ -176,6 +205,8 @@ async def test_bad_arguments_and_unreachable_handlers(portal: FakePortal) -> Non
         await portal.send_event("http://127.0.0.1:1/", " ", {})
     with pytest.raises(ValueError, match="data"):
         await portal.send_event("http://127.0.0.1:1/", "X", [])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="data"):
+        await portal.send_event("http://127.0.0.1:1/", "X", None)  # type: ignore[arg-type]
     with pytest.raises(aiohttp.ClientError):
         await portal.send_event("http://127.0.0.1:1/", "ONCRMDEALADD", {})
 

@@ -14,8 +14,12 @@ What must hold, for every body and content type:
 - an error's text never quotes the body (a planted token never shows);
 - a parsed event is within its limits: no more values than ``max_fields``, nested no
   deeper than ``max_depth`` below a top-level name, every number of 64 bits;
-- everything on a parsed event works: ``repr``, its typed items, ``auth.tokens()``
+- everything on a parsed event works: ``repr``, its typed fields at every level (every
+  number of 64 bits), ``tokens()`` of its ``auth`` and of each bot's block
   (``EventError`` at most) and ``verify_event`` (``EventVerificationError`` at most).
+
+Event names are drawn from every event with a type of its own (Open Lines, connector,
+bot and app events), so each type's reader meets hostile shapes.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
@@ -33,10 +38,21 @@ from multidict import MultiDict
 from bitrix_openlines import parse_event, verify_event
 from bitrix_openlines.errors import EventError, EventVerificationError
 from bitrix_openlines.events import (
+    APP_INSTALL,
+    APP_UNINSTALL,
+    BOT_DELETE,
+    BOT_JOIN_CHAT,
+    BOT_MESSAGE_EVENTS,
+    CONNECTOR_DIALOG_EVENTS,
+    CONNECTOR_LINE_DELETE,
+    CONNECTOR_MESSAGE_EVENTS,
+    CONNECTOR_STATUS_DELETE,
+    MESSAGE_EVENTS,
+    SESSION_EVENTS,
+    ConnectorInfo,
     Event,
+    EventAuth,
     EventLimits,
-    OpenLineMessageEvent,
-    SessionEvent,
 )
 
 pytestmark = [pytest.mark.reliability]
@@ -60,6 +76,22 @@ LIMITS = st.sampled_from([None, None, SMALL, EventLimits(max_depth=1, max_fields
 # Long digit strings, drawn lazily (a sampled_from would print them in the statistics).
 HUGE_DIGITS = st.builds(lambda: "1" * 5000)
 INT64 = (-(2**63), 2**63 - 1)
+# Every event with a type of its own.
+TYPED_NAMES = sorted(
+    {
+        *MESSAGE_EVENTS,
+        *SESSION_EVENTS,
+        *CONNECTOR_MESSAGE_EVENTS,
+        *CONNECTOR_DIALOG_EVENTS,
+        *BOT_MESSAGE_EVENTS,
+        APP_INSTALL,
+        APP_UNINSTALL,
+        BOT_DELETE,
+        BOT_JOIN_CHAT,
+        CONNECTOR_LINE_DELETE,
+        CONNECTOR_STATUS_DELETE,
+    }
+)
 
 
 # -- what must hold --------------------------------------------------------------------------
@@ -115,23 +147,40 @@ def _check_parsed(event: Event, limits: EventLimits | None) -> Event:
     assert values <= bounds.max_fields
     # data is a top-level value: its containers are 1..max_depth deep from the top.
     assert deepest + 1 <= bounds.max_depth
-    for number in (event.ts, event.handler_id):
-        assert number is None or INT64[0] <= number <= INT64[1]
     shown = repr(event) + str(event)
-    if isinstance(event, OpenLineMessageEvent | SessionEvent):
-        for item in event.items:
-            shown += repr(item) + item.connector.user_code
-            assert INT64[0] <= item.chat.id <= INT64[1]
-    if event.auth is not None:
-        auth = event.auth
-        shown += repr(auth)
-        tokens: list[Any] = []
-        unusable = _error_of(lambda: tokens.append(auth.tokens(now=0.0)), EventError)
-        shown += str(unusable) + repr(tokens)
+    for value in _typed_values(event):
+        if isinstance(value, int) and not isinstance(value, bool):
+            assert INT64[0] <= value <= INT64[1]
+        elif isinstance(value, ConnectorInfo):
+            shown += value.user_code
+        elif isinstance(value, EventAuth):
+            # The event's block, a bot's, or a bot's AUTH copy.
+            shown += _tokens_shown(value)
     forged = _error_of(lambda: verify_event(event, SECRET), EventVerificationError)
     shown += str(forged)
     assert SECRET not in shown
     return event
+
+
+def _tokens_shown(auth: EventAuth) -> str:
+    """What ``auth.tokens()`` shows: the pair's repr, or the EventError's text."""
+    tokens: list[Any] = []
+    unusable = _error_of(lambda: tokens.append(auth.tokens(now=0.0)), EventError)
+    return repr(auth) + str(unusable) + repr(tokens)
+
+
+def _typed_values(event: Event) -> list[Any]:
+    """Every typed value of ``event``: its fields, nested objects and their items."""
+    values: list[Any] = []
+    stack: list[Any] = [event]
+    while stack:
+        node = stack.pop()
+        values.append(node)
+        if attrs.has(type(node)):
+            stack.extend(getattr(node, field.name) for field in attrs.fields(type(node)))
+        elif isinstance(node, tuple):
+            stack.extend(node)
+    return values
 
 
 # -- hostile forms ---------------------------------------------------------------------------
@@ -145,6 +194,8 @@ SEGMENT = st.one_of(
     st.just("[]"),
     DIGITS.map(lambda d: f"[{d}]"),
     st.sampled_from(["[DATA]", "[0]", "[chat]", "[id]", "[message]", "[session]", "[auth]"]),
+    st.sampled_from(["[BOT]", "[PARAMS]", "[USER]", "[AUTH]", "[BOT_ID]", "[MENTIONED_LIST]"]),
+    st.sampled_from(["[MESSAGES]", "[im]", "[CONNECTOR]", "[LINE]", "[expires]", "[user_id]"]),
     st.text(max_size=4).map(lambda t: f"[{t}]"),
     st.sampled_from(["[", "]", "[[", "]]", "[a", "a]", "\x00", "%5B", "%5D", ".", " "]),
 )
@@ -154,7 +205,7 @@ BASE = st.sampled_from(
 VALUE = st.one_of(
     st.text(max_size=12),
     DIGITS,
-    st.sampled_from(["ONOPENLINEMESSAGEADD", "ONSESSIONSTART", "ONAPPINSTALL", "Ю" * 3]),
+    st.sampled_from([*TYPED_NAMES, "Ю" * 3]),
     st.sampled_from(["%", "%F", "%FF", "%D0", "%ED%A0%80", "+", "%2B", "Y", "1e5", "nan"]),
 )
 
@@ -173,8 +224,18 @@ def form_bodies(draw: st.DrawFn) -> str:
         name = draw(BASE) + "".join(segments) + tail
         pairs.append(f"{name}={draw(VALUE)}")
     if draw(st.integers(0, 4)):
-        names = st.sampled_from(["ONOPENLINEMESSAGEADD", "ONSESSIONSTART", "ONAPPINSTALL"])
+        names = st.sampled_from(TYPED_NAMES)
         pairs.append(f"event={draw(st.one_of(names, names, names, VALUE))}")
+    if not draw(st.integers(0, 2)):
+        # A bot's block with a token pair: its tokens() and repr meet hostile shapes.
+        bot = f"data[BOT][{draw(DIGITS)}]" + draw(st.sampled_from(["", "[AUTH]"]))
+        endpoint = draw(st.sampled_from(["https://p.bitrix24.com/rest/", "x", ""]))
+        pairs += [
+            f"{bot}[access_token]=a{SECRET}",
+            f"{bot}[refresh_token]=r{SECRET}",
+            f"{bot}[client_endpoint]={endpoint}",
+            f"{bot}[expires]={draw(DIGITS)}",
+        ]
     pairs.append(f"auth[application_token]={draw(st.sampled_from([SECRET, '', 'x']))}")
     pairs = draw(st.permutations(pairs))
     # A block of appends to one array, somewhere: the shape that was quadratic.
@@ -253,6 +314,16 @@ KEYS = st.sampled_from(
         "user",
         "line",
         "text",
+        "BOT",
+        "AUTH",
+        "PARAMS",
+        "USER",
+        "MESSAGES",
+        "im",
+        "MENTIONED_LIST",
+        "BOT_ID",
+        "CONNECTOR",
+        "LINE",
         "\\ud800",
         "1" * 30,
     ]
@@ -275,13 +346,26 @@ def json_values(max_leaves: int = 30) -> st.SearchStrategy[str]:
 
 @st.composite
 def json_bodies(draw: st.DrawFn) -> str:
-    names = ['"ONOPENLINEMESSAGEADD"', '"ONSESSIONSTART"', '"onAppInstall"', '"X"']
+    names = [json.dumps(name) for name in (*TYPED_NAMES, "onAppInstall", "X")]
     odd_names = ["5", "null", '"\\ud800"', '"  "']
     members = ['"event":' + draw(st.sampled_from(names * 4 + odd_names))]
     for field in ("ts", "event_handler_id", "eventId"):
         if draw(st.booleans()):
             members.append(f'"{field}":{draw(JSON_SCALAR)}')
     data = draw(json_values())
+    if draw(st.booleans()):
+        # Shaped like a bot's or a connector's data, with hostile values inside, and a
+        # bot's block with a token pair.
+        bot = (
+            f'{{"access_token":"a{SECRET}","refresh_token":"r{SECRET}",'
+            f'"client_endpoint":"https://p.bitrix24.com/rest/","expires":{draw(JSON_SCALAR)},'
+            f'"user_id":{draw(JSON_SCALAR)},"BOT_ID":{draw(JSON_SCALAR)},"AUTH":{draw(json_values(4))}}}'
+        )
+        key = draw(st.sampled_from(['"567"', '"0"', '"x"', '"' + "9" * 30 + '"']))
+        data = (
+            f'{{"BOT":{{{key}:{bot}}},"PARAMS":{data},"USER":{draw(json_values(6))},'
+            f'"MESSAGES":{draw(json_values(6))},"LINE":{draw(JSON_SCALAR)}}}'
+        )
     levels = draw(st.sampled_from([0, 0, 0, 0, 1, 3, 62, 63, 64, 2_000, 60_000]))
     members.append('"data":' + "[" * levels + data + "]" * levels)
     if draw(st.booleans()):
@@ -304,7 +388,8 @@ def json_bodies(draw: st.DrawFn) -> str:
             )
             auth += (
                 f',"access_token":"a{SECRET}","refresh_token":"r{SECRET}",'
-                f'"client_endpoint":{endpoint},"expires_in":{draw(JSON_SCALAR)}'
+                f'"client_endpoint":{endpoint},"expires_in":{draw(JSON_SCALAR)},'
+                f'"expires":{draw(JSON_SCALAR)},"user_id":{draw(JSON_SCALAR)}'
             )
         members.append(f'"auth":{{{auth}}}')
     body = "{" + ",".join(draw(st.permutations(members))) + "}"
