@@ -199,7 +199,7 @@ async def test_command_level_server_errors_past_the_attempts_fail_alone() -> Non
 
 async def test_operation_time_limit_inside_batch_is_requeued_after_the_reset() -> None:
     async with FakePortal(
-        dialogs=120, rate=None, operating_limit=30.0, operating_window=2.0, operating_cost=1.0
+        dialogs=120, rate=None, operating_limit=25.0, operating_window=1.0, operating_cost=1.0
     ) as portal:
         async with OpenLinesClient(
             WebhookAuth(portal.webhook_url),
@@ -207,7 +207,7 @@ async def test_operation_time_limit_inside_batch_is_requeued_after_the_reset() -
             retry=RetryPolicy(max_attempts=4, deadline=20.0, base_delay=0.0, max_delay=0.0),
         ) as client:
             outcomes = await client.get_dialogs(
-                [{"chat_id": i} for i in range(1, 101)], concurrency=1
+                [{"chat_id": i} for i in range(1, 61)], concurrency=1
             )
         assert portal.stats.command_rejections["OPERATION_TIME_LIMIT"] > 0
     assert all(o.ok for o in outcomes), [o.error for o in outcomes if o.error][:3]
