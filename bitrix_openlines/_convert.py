@@ -11,6 +11,8 @@ a message must not carry network text (it could echo a secret).
 Every attrs class with an ``extra`` field outside equality (``Dialog`` and its nested
 objects) keeps the keys it does not know there, so that no value of an answer is dropped.
 Each class's structuring function is generated once, with its fields' hooks resolved then.
+``structure`` first runs a faster function generated per class (see "the fast path"
+below); only a value that does not fit takes the detailed path, which words the error.
 """
 
 from __future__ import annotations
@@ -633,12 +635,17 @@ def structure(value: Any, cl: type[T]) -> T:
     An attrs class goes through its fast function first; if that fails, the detailed
     path structures the value again and raises the error that names the path.
     """
-    fast = _fast_function(cl)
+    try:
+        fast = _FAST[cl]
+    except (KeyError, TypeError):  # not generated yet, or an unhashable type
+        fast = _fast_function(cl)
     if fast is not None:
         try:
-            return typing.cast(T, fast(value))
+            result: T = fast(value)
         except Exception:
             pass  # the detailed path below structures it again and words the error
+        else:
+            return result
     # Outside the except: the detailed error is not chained to the fast path's.
     return converter.structure(value, cl)
 
