@@ -1,15 +1,24 @@
-"""Decode throughput: structuring the documented 38-field chat object into ``Dialog``.
+"""Decode throughput: structuring a chat object into ``Dialog`` vs ``json.loads`` of its body.
 
-The body is the documentation's own example answer of ``imopenlines.dialog.get``
-(``tests/data/docs-examples/imopenlines.dialog.get__200_success.json``, copied into the
-repository with its source named). Three loops run over that one body, alternated in
-blocks with the order rotating each round so that they share the machine's state:
+Two bodies of ``imopenlines.dialog.get``, both the documentation's own example answers
+(copied into ``tests/data/docs-examples`` with their sources named):
+
+- the documented 38-field chat object (``imopenlines.dialog.get__200_success.json``), the
+  body of the target;
+- the 16-field object of 2024 portals (``imopenlines.dialog.get__legacy2024_200_success
+  .json``), a second figure: a small body, so ``json.loads`` is cheap, while ``Dialog``
+  still has all its attributes to set.
+
+For each body four loops run, all alternated in blocks with the order rotating each round
+so that they share the machine's state:
 
 - ``structure``: ``bitrix_openlines._convert.structure(result, Dialog)`` of the already
-  parsed ``result`` (what the SDK adds to a parser), dialogs per second;
-- ``json.loads`` of the whole body alone, loads per second (the reference);
-- the full decode path, ``json.loads`` of the body then ``structure`` of its ``result``,
-  microseconds per dialog.
+  parsed ``result`` (what the SDK adds to a parser): the generated fast path;
+- ``detailed``: ``_convert.converter.structure(result, Dialog)``, the detailed cattrs path
+  alone (what ``structure`` did before issue 17; now only a bad answer takes it);
+- ``loads``: ``json.loads`` of the whole body (the reference);
+- ``full``: the full decode path, ``json.loads`` of the body then ``structure`` of its
+  ``result``.
 
 No network and no event loop: this is CPU only. The garbage collector stays on, as it is
 in an application.
@@ -26,7 +35,7 @@ from typing import Any
 
 import attrs
 
-from bitrix_openlines._convert import structure
+from bitrix_openlines._convert import converter, structure
 from bitrix_openlines.types.dialog import Dialog
 
 from ._result import Result
@@ -35,6 +44,9 @@ __all__ = ["EXAMPLES", "decode_throughput"]
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "tests" / "data" / "docs-examples"
 EXAMPLE = "imopenlines.dialog.get__200_success.json"
+LEGACY_EXAMPLE = "imopenlines.dialog.get__legacy2024_200_success.json"
+TARGET_RATIO = 1.0
+KINDS = ("structure", "detailed", "loads", "full")
 
 
 def _loop(body: bytes, result: dict[str, Any], kind: str) -> Callable[[int], float]:
@@ -44,6 +56,12 @@ def _loop(body: bytes, result: dict[str, Any], kind: str) -> Callable[[int], flo
         started = time.perf_counter()
         for _ in range(n):
             structure(result, Dialog)
+        return time.perf_counter() - started
+
+    def detailed_only(n: int) -> float:
+        started = time.perf_counter()
+        for _ in range(n):
+            converter.structure(result, Dialog)
         return time.perf_counter() - started
 
     def loads_only(n: int) -> float:
@@ -58,27 +76,46 @@ def _loop(body: bytes, result: dict[str, Any], kind: str) -> Callable[[int], flo
             structure(json.loads(body)["result"], Dialog)
         return time.perf_counter() - started
 
-    return {"structure": structure_only, "loads": loads_only, "full": full}[kind]
+    loops = {
+        "structure": structure_only,
+        "detailed": detailed_only,
+        "loads": loads_only,
+        "full": full,
+    }
+    return loops[kind]
 
 
 async def decode_throughput(dialogs: int, *, rounds: int = 20, warmup: int = 2000) -> Result:
-    """Decode the documented example ``dialogs`` times per loop, in ``rounds`` blocks.
+    """Decode each example ``dialogs`` times per loop, in ``rounds`` blocks.
 
     The loops run in a worker thread, so that the runner's loop still sees SIGTERM.
     """
     return await asyncio.to_thread(_decode_throughput, dialogs, rounds, warmup)
 
 
-def _decode_throughput(dialogs: int, rounds: int, warmup: int) -> Result:
-    path = EXAMPLES / EXAMPLE
+def _read(name: str) -> tuple[bytes, dict[str, Any]]:
+    path = EXAMPLES / name
     if not path.is_file():
         raise FileNotFoundError(
-            f"{path} is missing: the benchmark decodes the documentation's example, "
+            f"{path} is missing: the benchmark decodes the documentation's examples, "
             "expected in tests/data/docs-examples"
         )
     body = path.read_bytes()
     result = json.loads(body)["result"]
+    assert isinstance(result, dict)
+    return body, result
+
+
+def _same(fast: Dialog, detailed: Dialog) -> bool:
+    """Whether both paths gave the same dialog, ``extra`` included (outside equality)."""
+    return fast == detailed and fast.extra == detailed.extra
+
+
+def _decode_throughput(dialogs: int, rounds: int, warmup: int) -> Result:
+    bodies = {"current": _read(EXAMPLE), "legacy": _read(LEGACY_EXAMPLE)}
+    (_body, result), (_, legacy) = bodies["current"], bodies["legacy"]
     sample = structure(result, Dialog)
+    old_sample = structure(legacy, Dialog)
     known = {field.name for field in attrs.fields(Dialog)}
     checks = {
         "the example has 38 fields": len(result) == 38,
@@ -86,54 +123,79 @@ def _decode_throughput(dialogs: int, rounds: int, warmup: int) -> Result:
         and set(result) <= known,
         "the dialog decodes with its id and dialog_id": sample.id == result["id"]
         and sample.dialog_id == result["dialog_id"],
+        "the 2024 example has 16 fields, its dialog_id derived": len(legacy) == 16
+        and old_sample.dialog_id == f"chat{legacy['id']}",
+        "the fast and the detailed path give the same dialogs": _same(
+            sample, converter.structure(result, Dialog)
+        )
+        and _same(old_sample, converter.structure(legacy, Dialog)),
     }
-    kinds = ("structure", "loads", "full")
-    loops = {kind: _loop(body, result, kind) for kind in kinds}
-    for kind in kinds:
-        loops[kind](warmup)
+    loops = {
+        (name, kind): _loop(raw, parsed, kind)
+        for name, (raw, parsed) in bodies.items()
+        for kind in KINDS
+    }
+    for loop in loops.values():
+        loop(warmup)
     block = max(1, dialogs // rounds)
     dialogs = block * rounds
-    elapsed = dict.fromkeys(kinds, 0.0)
+    order = list(loops)
+    elapsed = dict.fromkeys(order, 0.0)
     for r in range(rounds):
-        shift = r % len(kinds)
-        for kind in kinds[shift:] + kinds[:shift]:
-            elapsed[kind] += loops[kind](block)
-    structure_rate = dialogs / elapsed["structure"]
-    loads_rate = dialogs / elapsed["loads"]
-    us = {kind: seconds / dialogs * 1e6 for kind, seconds in elapsed.items()}
+        shift = r % len(order)
+        for key in order[shift:] + order[:shift]:
+            elapsed[key] += loops[key](block)
+    us = {key: seconds / dialogs * 1e6 for key, seconds in elapsed.items()}
+    ratio = {name: us[name, "structure"] / us[name, "loads"] for name in bodies}
+    was = {name: us[name, "detailed"] / us[name, "loads"] for name in bodies}
+    sizes = {name: (len(raw), len(parsed)) for name, (raw, parsed) in bodies.items()}
     notes = [
-        f"the documented example ({EXAMPLE}, {len(body):,} bytes, {len(result)} fields), "
-        f"{dialogs:,} times per loop ({rounds} rounds of {block:,}, order rotating)",
-        f"structure into Dialog: {structure_rate:,.0f} dialogs/s ({us['structure']:.1f} µs); "
-        f"json.loads alone: {loads_rate:,.0f} loads/s ({us['loads']:.1f} µs)",
-        f"full decode path (json.loads + structure): {us['full']:.1f} µs per dialog "
-        f"({dialogs / elapsed['full']:,.0f} dialogs/s); structuring is "
-        f"{us['structure'] / us['full']:.0%} of it",
+        f"each loop {dialogs:,} times ({rounds} rounds of {block:,}, order rotating over "
+        f"{len(order)} loops)",
     ]
+    labels = {"current": f"documented ({EXAMPLE}", "legacy": f"2024 ({LEGACY_EXAMPLE}"}
+    for name in bodies:
+        size, fields = sizes[name]
+        notes += [
+            f"{labels[name]}, {size:,} bytes, {fields} fields):",
+            f"  structure into Dialog {us[name, 'structure']:.2f} µs "
+            f"({dialogs / elapsed[name, 'structure']:,.0f} dialogs/s); json.loads "
+            f"{us[name, 'loads']:.2f} µs: structure / json.loads = {ratio[name]:.3f}",
+            f"  the detailed cattrs path alone (before issue 17) {us[name, 'detailed']:.2f} µs "
+            f"({was[name]:.3f} x json.loads): the fast path takes "
+            f"{us[name, 'structure'] / us[name, 'detailed']:.0%} of its time",
+            f"  full decode path (json.loads + structure) {us[name, 'full']:.2f} µs per dialog "
+            f"({dialogs / elapsed[name, 'full']:,.0f} dialogs/s)",
+        ]
     failed_checks = [key for key, ok in checks.items() if not ok]
     if failed_checks:
         notes.append(f"FAILED CHECKS: {', '.join(failed_checks)}")
+    if ratio["current"] >= TARGET_RATIO:
+        notes.append(
+            f"MISSED: structuring the documented object took {ratio['current']:.3f} x "
+            "json.loads of its body"
+        )
     return Result(
         name="decode_throughput",
-        figure=structure_rate,
-        unit="/s",
-        reference=loads_rate,
+        figure=us["current", "structure"],
+        unit="µs",
+        reference=us["current", "loads"],
         reference_label="json.loads of the body",
-        target="informative",
-        passed=all(checks.values()),
+        target=f"structure / json.loads < {TARGET_RATIO:g}",
+        passed=all(checks.values()) and ratio["current"] < TARGET_RATIO,
         details={
-            "example": EXAMPLE,
-            "body_bytes": len(body),
-            "fields": len(result),
+            "examples": {"current": EXAMPLE, "legacy": LEGACY_EXAMPLE},
+            "body_bytes": {name: size for name, (size, _) in sizes.items()},
+            "fields": {name: fields for name, (_, fields) in sizes.items()},
             "dialogs_per_loop": dialogs,
             "rounds": rounds,
             "warmup": warmup,
-            "structure_per_s": structure_rate,
-            "loads_per_s": loads_rate,
-            "structure_us": us["structure"],
-            "loads_us": us["loads"],
-            "full_path_us_per_dialog": us["full"],
-            "full_path_per_s": dialogs / elapsed["full"],
+            "us": {f"{name}.{kind}": value for (name, kind), value in us.items()},
+            "per_s": {
+                f"{name}.{kind}": dialogs / seconds for (name, kind), seconds in elapsed.items()
+            },
+            "structure_over_loads": ratio,
+            "detailed_over_loads": was,
             "checks": checks,
         },
         notes=notes,

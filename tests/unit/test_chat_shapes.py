@@ -92,7 +92,13 @@ def _same_leaf(raw: Any, typed: Any) -> bool:
     if isinstance(typed, int):
         if isinstance(raw, bool) or not isinstance(raw, int | float | str):
             return False
-        return float(str(raw).strip()) == typed
+        if isinstance(raw, int):
+            return raw == typed  # exact: a float would lose digits past 2**53
+        text = str(raw).strip()
+        try:
+            return int(text) == typed
+        except ValueError:
+            return float(text) == typed
     if isinstance(typed, str):
         number = isinstance(raw, int | float) and not isinstance(raw, bool)
         return raw == typed or (number and str(raw) == typed)

@@ -1,0 +1,370 @@
+"""The fast structuring path (issue 17): the same objects and errors as the detailed one.
+
+``_convert.structure`` first runs a generated function per attrs class, which keeps values
+of exactly the field's type as they are and calls the field's hook for anything else; on
+any failure the detailed cattrs path structures the value again and words the error. What
+must hold: every answer gives the same object (extras included) or the same error either
+way, a good answer never takes the detailed path, and a bad one always does.
+"""
+
+from __future__ import annotations
+
+import copy
+import traceback
+import typing
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+from _unit_helpers import WEBHOOK_CODE, load_example
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bitrix_openlines import _convert
+from bitrix_openlines._convert import converter, describe_error, structure, structure_result
+from bitrix_openlines.errors import DecodeError
+from bitrix_openlines.types import TimeInfo
+from bitrix_openlines.types.dialog import Dialog, LastMessageViews, ReadEntry
+
+CHAT_EXAMPLES = [
+    "imopenlines.dialog.get__200_success.json",
+    "imopenlines.dialog.get__200_success_ru.json",
+    "imopenlines.dialog.get__legacy2024_200_success.json",
+    "im.dialog.get__200_success.json",
+    "im.dialog.get__legacy2024_200_success.json",
+]
+CURRENT = load_example(
+    Path(__file__).resolve().parents[1] / "data" / "docs-examples", CHAT_EXAMPLES[0]
+)
+
+
+def deep(value: Any) -> Any:
+    """A comparable form of a structured value: every attribute, ``extra`` included, with
+    the type of each leaf (``1``, ``1.0`` and ``True`` differ) and each date's offset."""
+    cls = type(value)
+    if attrs.has(cls):
+        return (cls.__name__, [(f.name, deep(getattr(value, f.name))) for f in attrs.fields(cls)])
+    if isinstance(value, tuple):
+        return ("tuple", [deep(item) for item in value])
+    if isinstance(value, dict):
+        return ("dict", [(deep(key), deep(item)) for key, item in value.items()])
+    if isinstance(value, list):
+        return ("list", [deep(item) for item in value])
+    if isinstance(value, datetime):
+        return ("datetime", value.isoformat())
+    return (cls.__name__, value)
+
+
+class _Detailed:
+    """Stands in for the converter and records what went to the detailed path."""
+
+    def __init__(self) -> None:
+        self.calls: list[Any] = []
+
+    def structure(self, value: Any, cl: Any) -> Any:
+        self.calls.append(cl)
+        return converter.structure(value, cl)
+
+    def __getattr__(self, name: str) -> Any:  # the generator asks it for hooks
+        return getattr(converter, name)
+
+
+@pytest.fixture
+def detailed(monkeypatch: pytest.MonkeyPatch) -> _Detailed:
+    spy = _Detailed()
+    monkeypatch.setattr(_convert, "converter", spy)
+    return spy
+
+
+# -- what each path decides ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", CHAT_EXAMPLES)
+def test_a_documented_chat_object_never_takes_the_detailed_path(
+    docs_examples: Path, name: str, detailed: _Detailed
+) -> None:
+    result = load_example(docs_examples, name)["result"]
+    dialog = structure(copy.deepcopy(result), Dialog)
+    assert detailed.calls == []
+    assert deep(dialog) == deep(converter.structure(copy.deepcopy(result), Dialog))
+
+
+def test_a_documented_time_block_never_takes_the_detailed_path(
+    docs_examples: Path, detailed: _Detailed
+) -> None:
+    block = load_example(docs_examples, "time_block__data-types.json")["time"]
+    info = structure(block, TimeInfo)
+    assert detailed.calls == []
+    assert info == converter.structure(block, TimeInfo)
+
+
+@pytest.mark.parametrize(
+    "patch",
+    [
+        {"id": True},  # a hook refuses it
+        {"date_create": "token " + WEBHOOK_CODE},  # fromisoformat refuses it
+        {"restrictions": {"send": "maybe"}},  # in a nested object
+        {"readed_list": [{"user_name": "no user id"}]},  # a required field is missing
+        {"last_message_views": {"first_viewers": ["27"]}},  # an item is not an object
+    ],
+)
+def test_a_bad_answer_is_structured_again_by_the_detailed_path(
+    patch: dict[str, Any], detailed: _Detailed
+) -> None:
+    body = {**copy.deepcopy(CURRENT["result"]), **patch}
+    with pytest.raises(DecodeError) as caught:
+        structure_result(body, Dialog, "imopenlines.dialog.get")
+    assert detailed.calls == [Dialog]
+    # The error is the detailed path's alone, with nothing chained: neither the fast
+    # path's exception (fromisoformat's message quotes the text, which may be a secret) nor
+    # the converter's (it quotes the answer's values).
+    assert caught.value.__cause__ is None
+    assert caught.value.__suppress_context__
+    printed = "".join(traceback.format_exception(caught.value))
+    assert WEBHOOK_CODE not in printed
+    assert "fromisoformat" not in printed
+    assert "the result does not fit Dialog" in printed
+
+
+def test_values_that_need_a_hook_take_it_on_the_fast_path(detailed: _Detailed) -> None:
+    # Digit strings, Y/N flags, PHP's [] for an object, a naive date, a PHP list as an
+    # object, the map form of mute_list: each goes to its hook, and no fallback is needed.
+    body = {
+        **copy.deepcopy(CURRENT["result"]),
+        "id": "1777",
+        "extranet": "N",
+        "name": 42,
+        "date_create": "2026-03-13T16:50:15",
+        "restrictions": [],
+        "manager_list": {"3": "27"},
+        "mute_list": {"27": True, "599": False},
+        "dialog_id": None,
+        "readed_list": {"0": {"user_id": "599", "date": ""}},
+    }
+    dialog = structure(copy.deepcopy(body), Dialog)
+    assert detailed.calls == []
+    assert deep(dialog) == deep(converter.structure(body, Dialog))
+    assert (dialog.id, dialog.extranet, dialog.name, dialog.dialog_id) == (
+        1777,
+        False,
+        "42",
+        "chat1777",
+    )
+    assert dialog.restrictions is None
+    assert (dialog.manager_list, dialog.mute_list) == ((27,), (27,))
+    assert dialog.readed_list == (ReadEntry(user_id=599),)
+
+
+def test_a_mapping_that_is_not_a_dict_goes_to_the_detailed_path(detailed: _Detailed) -> None:
+    body = _Frozen({"id": 5, "last_message_views": _Frozen({"count_of_viewers": "2"})})
+    dialog = structure(body, Dialog)
+    assert detailed.calls == [Dialog]
+    assert dialog.last_message_views == LastMessageViews(count_of_viewers=2)
+
+
+class _Frozen(Mapping[str, Any]):
+    def __init__(self, data: dict[str, Any]) -> None:
+        self._data = data
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+# -- classes the generator builds through __init__, or leaves to cattrs ------------------------
+
+
+def _upper(value: str | None) -> str | None:
+    return None if value is None else value.upper()
+
+
+@attrs.frozen(slots=True)
+class _Validated:
+    count: int = attrs.field(validator=attrs.validators.ge(0))
+    label: str | None = attrs.field(default=None, converter=_upper)
+
+
+@attrs.frozen(slots=True)
+class _KeywordOnly:
+    count: int
+    label: str | None = attrs.field(default=None, kw_only=True)
+
+
+@attrs.frozen(slots=True)
+class _Node:
+    value: int
+    children: tuple[_Node, ...] = ()
+    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+
+
+@attrs.define
+class _Mutable:
+    count: int
+    seen: list[int] = attrs.Factory(list)
+
+    def __attrs_post_init__(self) -> None:
+        self.seen.append(self.count)
+
+
+def test_validators_and_converters_still_run() -> None:
+    assert _convert._slot_setters(_Validated) is None  # built through its __init__
+    assert structure({"count": "3", "label": "x"}, _Validated) == _Validated(3, "X")
+    with pytest.raises(Exception) as caught:
+        structure({"count": -1}, _Validated)
+    # attrs' validator raises in __init__, outside any field: both paths say so.
+    assert describe_error(caught.value) == "$: could not be read (ValueError)"
+
+
+def test_a_class_the_generator_does_not_take_uses_cattrs() -> None:
+    assert _convert._fast_function(_KeywordOnly) is None
+    assert structure({"count": "2", "label": 5}, _KeywordOnly) == _KeywordOnly(2, label="5")
+
+
+def test_a_class_that_contains_itself() -> None:
+    body = {"value": "1", "children": [{"value": 2, "children": [{"value": 3, "x": 1}]}]}
+    node = structure(copy.deepcopy(body), _Node)
+    assert deep(node) == deep(converter.structure(body, _Node))
+    assert node.children[0].children[0].extra == {"x": 1}
+
+
+def test_a_dict_class_with_a_post_init_gets_fresh_factories() -> None:
+    first = structure({"count": 1}, _Mutable)
+    second = structure({"count": "2"}, _Mutable)
+    assert (first.seen, second.seen) == ([1], [2])
+
+
+# -- both paths agree on any answer ------------------------------------------------------------
+
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**64), max_value=2**64)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=6),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
+    max_leaves=5,
+)
+_ODD: st.SearchStrategy[Any] = st.sampled_from(
+    [None, "", [], {}, False, True, 0, 1, 2.5, "x", " 7 ", "Y", "n", 10**25]
+)
+_SCALARS: dict[Any, st.SearchStrategy[Any]] = {
+    int: st.one_of(st.integers(-(2**63), 2**63), st.sampled_from(["5", " 12 ", 3.0, "-4"])),
+    str: st.one_of(st.text(max_size=8), st.sampled_from([7, 2.5])),
+    bool: st.sampled_from([True, False, "Y", "N", "y", "true", "0", 1, 0, ""]),
+    float: st.one_of(st.floats(allow_nan=False), st.integers(), st.sampled_from(["1.5"])),
+    datetime: st.sampled_from(
+        [
+            "2026-03-13T16:50:15+01:00",
+            "2026-03-16T20:50:37+03:00",
+            "2020-05-12T17:40:55",
+            "2026-03-13",
+            "",
+            False,
+            "yesterday",
+            1773682918,
+        ]
+    ),
+}
+
+
+def _values(tp: Any) -> st.SearchStrategy[Any]:
+    """Plausible values of ``tp`` as a portal may send them, and now and then a wrong one."""
+    inner = _convert._optional_of(tp)
+    if inner is not None:
+        return st.one_of(st.none(), _values(inner))
+    if tp is Any:
+        return _JSON
+    if tp in _SCALARS:
+        return st.one_of(_SCALARS[tp], _SCALARS[tp], _ODD)
+    if typing.get_origin(tp) is tuple:
+        item = _values(typing.get_args(tp)[0])
+        as_map = st.dictionaries(st.sampled_from(["0", "1", "7"]), item, max_size=2)
+        return st.one_of(st.lists(item, max_size=3), st.lists(item, max_size=3), as_map, _ODD)
+    if attrs.has(tp):
+        return st.one_of(_objects(tp), _objects(tp), _ODD)
+    return _JSON
+
+
+def _objects(cls: type) -> st.SearchStrategy[dict[str, Any]]:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: _values(hints[f.name]) for f in attrs.fields(cls) if f.name != "extra"}
+    required = {f.name for f in attrs.fields(cls) if f.default is attrs.NOTHING}
+    # "title" is the name of old portals: Dialog takes it when it has no name.
+    unknown = st.dictionaries(
+        st.sampled_from(["title", "path", "extra", "ai", "0"]),
+        st.one_of(st.text(max_size=4), _JSON),
+    )
+    return st.builds(
+        lambda known, more, extra: {**extra, **more, **known},
+        st.fixed_dictionaries({name: fields[name] for name in required}),
+        st.fixed_dictionaries({}, optional={n: s for n, s in fields.items() if n not in required}),
+        st.one_of(st.just({}), unknown),
+    )
+
+
+_MUTE_MAPS = st.dictionaries(
+    st.sampled_from(["503", "27", "x7", "0"]), st.sampled_from([True, False, "Y", "maybe", 1])
+)
+_DIALOGS = st.one_of(
+    st.builds(
+        lambda body, mute: {**body, "mute_list": mute} if mute is not None else body,
+        _objects(Dialog),
+        st.one_of(st.none(), _MUTE_MAPS),
+    ),
+    # The documented object with a few fields replaced.
+    st.builds(
+        lambda patch: {**CURRENT["result"], **patch},
+        st.fixed_dictionaries(
+            {},
+            optional={
+                f.name: _values(typing.get_type_hints(Dialog)[f.name])
+                for f in attrs.fields(Dialog)
+                if f.name != "extra"
+            },
+        ),
+    ),
+)
+
+
+def _outcome(run: Any) -> Any:
+    try:
+        return ("ok", deep(run()))
+    except Exception as exc:
+        return ("error", type(exc).__name__, describe_error(exc))
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=_DIALOGS)
+def test_both_paths_give_the_same_dialog_or_the_same_error(body: dict[str, Any]) -> None:
+    fast = _outcome(lambda: structure(copy.deepcopy(body), Dialog))
+    detailed = _outcome(lambda: converter.structure(copy.deepcopy(body), Dialog))
+    assert fast == detailed
+
+
+@settings(max_examples=100, deadline=None)
+@given(block=_objects(TimeInfo))
+def test_both_paths_give_the_same_time_block(block: dict[str, Any]) -> None:
+    fast = _outcome(lambda: structure(copy.deepcopy(block), TimeInfo))
+    assert fast == _outcome(lambda: converter.structure(copy.deepcopy(block), TimeInfo))
+
+
+def test_the_comparison_sees_a_changed_extra_or_leaf_type() -> None:
+    # The property above could not pass by accident: deep() tells these apart.
+    dialog = structure(copy.deepcopy(CURRENT["result"]), Dialog)
+    assert deep(dialog) != deep(attrs.evolve(dialog, extra={"a": 1}))
+    wrong: dict[str, Any] = {"owner": 27.0, "extranet": 0}  # equal, not the same type
+    for name, value in wrong.items():
+        assert deep(dialog) != deep(attrs.evolve(dialog, **{name: value}))
+    assert dialog.restrictions is not None
+    nested = attrs.evolve(dialog.restrictions, extra={"path": ""})
+    assert deep(dialog) != deep(attrs.evolve(dialog, restrictions=nested))
