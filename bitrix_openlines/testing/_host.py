@@ -129,7 +129,9 @@ class FakePortalHost:
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         try:
-            site = web.TCPSite(runner, self._listen, self._port)
+            # Many portals' clients connect at once: a deeper accept queue than the 128
+            # default spares them SYN retries.
+            site = web.TCPSite(runner, self._listen, self._port, backlog=1024)
             await site.start()
         except BaseException:
             await runner.cleanup()
