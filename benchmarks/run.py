@@ -22,6 +22,9 @@ Benchmarks (see ``benchmarks/README.md``):
   ``data[]=x``, deep and wide forms, deep JSON) vs the 18 KiB time scaled by size.
 - ``job_cpu``: the client's CPU per dialog of a ``get_dialogs`` job vs bare aiohttp batch
   POSTs plus ``json.loads`` (and fast-bitrix24, with the ``peers`` extra).
+- ``marketplace_throughput``: 1,000 portals registered in one ``OpenLinesApp``, 200 busy
+  at once: total throughput vs the sum of their limits, 503s and refreshes per portal.
+- ``marketplace_memory``: resident memory per registered idle portal (a child process).
 - ``peers_fast_bitrix24``: the 5,000-dialog job with fast-bitrix24, side by side (skipped
   unless the ``peers`` extra is installed).
 
@@ -55,6 +58,7 @@ from .decode import decode_throughput
 from .hostile_input import hostile_input
 from .iter_memory import iter_dialogs_memory
 from .job_cpu import job_cpu
+from .marketplace import marketplace_memory, marketplace_throughput
 from .multiprocess import multiprocess_redis
 from .peers import peers_fast_bitrix24
 from .per_call import per_call_overhead
@@ -132,6 +136,25 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         "client CPU per dialog of get_dialogs vs bare aiohttp batches (and fast-bitrix24)",
         full=lambda: job_cpu(20_000, rounds=2),
         quick=lambda: job_cpu(5_000, rounds=2),
+    ),
+    Benchmark(
+        "marketplace_throughput",
+        "1,000 portals in one OpenLinesApp, 200 busy: throughput, 503s, refreshes per portal",
+        # 500 calls at 2/s, burst 50: (500 - 50) / 2 = 225 s, 200 portals at once.
+        # headroom: 200 portals bursting at once in one process delay the portals' first
+        # requests by seconds; 10 free slots absorb 5 s at 2/s, 2 s at 5/s.
+        full=lambda: marketplace_throughput(
+            registered=1000, busy=200, per_portal=500, rate=DOCUMENTED_RATE, headroom=10
+        ),
+        quick=lambda: marketplace_throughput(
+            registered=1000, busy=40, per_portal=150, rate=5.0, headroom=10
+        ),
+    ),
+    Benchmark(
+        "marketplace_memory",
+        "resident memory per registered idle portal of an OpenLinesApp",
+        full=lambda: marketplace_memory(portals=10_000),
+        quick=lambda: marketplace_memory(portals=1000),
     ),
     Benchmark(
         "peers_fast_bitrix24",

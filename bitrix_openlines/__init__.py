@@ -16,6 +16,7 @@ types from :mod:`bitrix_openlines.events`, the chat object's nested types from
 """
 
 from bitrix_openlines._version import __version__
+from bitrix_openlines.app import Eviction, OpenLinesApp
 from bitrix_openlines.auth import (
     InMemoryTokenStore,
     OAuthAuth,
@@ -42,10 +43,12 @@ __all__ = [
     "Dialog",
     "DialogGet",
     "DialogOutcome",
+    "Eviction",
     "Hooks",
     "InMemoryTokenStore",
     "OAuthAuth",
     "OAuthTokens",
+    "OpenLinesApp",
     "OpenLinesClient",
     "OpenLinesError",
     "RateLimit",

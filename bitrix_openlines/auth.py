@@ -426,6 +426,37 @@ class TokenStore(abc.ABC):
     def lock(self, key: str) -> AbstractAsyncContextManager[None]:
         """Return a lock to hold while refreshing ``key``'s pair: one holder at a time."""
 
+    # The application-token part: optional, for an app serving many portals
+    # (:class:`~bitrix_openlines.app.OpenLinesApp`). A store that keeps only pairs needs
+    # none of it; ``OpenLinesApp`` refuses a store that does not implement the three.
+
+    async def load_app_token(self, key: str) -> str | None:
+        """Return the ``application_token`` stored under ``key``, or ``None``.
+
+        The token a portal's events carry (from its ``ONAPPINSTALL``); optional: the base
+        class raises ``NotImplementedError``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} keeps no application tokens")
+
+    async def save_app_token(self, key: str, application_token: str) -> None:
+        """Store the portal's ``application_token`` under ``key`` (optional, see above)."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no application tokens")
+
+    async def delete(self, key: str) -> None:
+        """Remove everything stored under ``key``: the pair and the application token.
+
+        For an uninstalled application (optional, see above).
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot delete a portal's state")
+
+    @classmethod
+    def keeps_app_tokens(cls) -> bool:
+        """Whether this store implements the optional application-token methods."""
+        return all(
+            getattr(cls, name) is not getattr(TokenStore, name)
+            for name in ("load_app_token", "save_app_token", "delete")
+        )
+
 
 class InMemoryTokenStore(TokenStore):
     """A :class:`TokenStore` in this process's memory, for one event loop.
@@ -437,6 +468,7 @@ class InMemoryTokenStore(TokenStore):
 
     def __init__(self) -> None:
         self._pairs: dict[str, OAuthTokens] = {}
+        self._app_tokens: dict[str, str] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def load(self, key: str) -> OAuthTokens | None:
@@ -451,7 +483,28 @@ class InMemoryTokenStore(TokenStore):
 
     def lock(self, key: str) -> asyncio.Lock:
         """Return the ``asyncio.Lock`` of ``key``."""
-        return self._locks.setdefault(key, asyncio.Lock())
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        return lock
+
+    async def load_app_token(self, key: str) -> str | None:
+        """Return the ``application_token`` stored under ``key``, or ``None``."""
+        return self._app_tokens.get(key)
+
+    async def save_app_token(self, key: str, application_token: str) -> None:
+        """Store the portal's ``application_token`` under ``key``."""
+        if not isinstance(application_token, str) or not application_token:
+            raise ValueError("application_token must be a non-empty string")
+        self._app_tokens[key] = application_token
+
+    async def delete(self, key: str) -> None:
+        """Remove the pair and the application token under ``key`` (and an idle lock)."""
+        self._pairs.pop(key, None)
+        self._app_tokens.pop(key, None)
+        lock = self._locks.get(key)
+        if lock is not None and not lock.locked():
+            del self._locks[key]
 
     def __repr__(self) -> str:
         return f"InMemoryTokenStore(keys={len(self._pairs)})"
@@ -766,6 +819,17 @@ class OAuthAuth(Auth):
         if self._tokens is None:
             raise RuntimeError("the tokens are loaded from the store on the first call")
         return self._tokens
+
+    @property
+    def busy(self) -> bool:
+        """Whether a refresh is in flight, or a refreshed pair still waits to be saved.
+
+        Dropping such an auth could lose the only valid pair (``OpenLinesApp`` never
+        evicts it).
+        """
+        return self._unsaved is not None or (
+            self._inflight is not None and not self._inflight.done()
+        )
 
     @property
     def store(self) -> TokenStore | None:

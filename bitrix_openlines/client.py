@@ -155,6 +155,11 @@ class OpenLinesClient:
         """The per-method time budget tracker of the portal."""
         return self._session.budget
 
+    @property
+    def calls_in_flight(self) -> int:
+        """How many tasks are inside a call of this client now (0 when idle)."""
+        return self._session.in_flight
+
     def __repr__(self) -> str:
         return f"OpenLinesClient({self.auth!r})"
 

@@ -248,6 +248,20 @@ class LeakyBucketLimiter(Limiter):
             full = now + self.rate_limit.usable_burst * self._step
             self._tat[portal] = max(self._tat.get(portal, now), full)
 
+    def prune(self) -> int:
+        """Forget the portals whose bucket is empty now; return how many were forgotten.
+
+        Lossless: a portal with no entry starts from an empty bucket, which is where it
+        is. An application serving many portals calls it so that idle portals cost no
+        memory.
+        """
+        with self._lock:
+            now = self._clock()
+            empty = [portal for portal, tat in self._tat.items() if tat <= now]
+            for portal in empty:
+                del self._tat[portal]
+            return len(empty)
+
     def level(self, portal: str) -> float:
         """The bucket's level as this limiter believes it (for metrics and tests)."""
         now = self._clock()
@@ -322,6 +336,12 @@ class OperatingBudget:
             if budget is None:
                 budget = _SHARED_BUDGETS[portal] = cls()
             return budget
+
+    @property
+    def pausing(self) -> bool:
+        """Whether some method is paused now (forgetting the budget would lose the pause)."""
+        now = self._clock()
+        return any(until > now for until in self._paused_until.values())
 
     def paused_until(self, method: str) -> float | None:
         """Unix time until which ``method`` is paused, or ``None``."""

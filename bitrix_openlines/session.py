@@ -143,6 +143,11 @@ class Session:
         """Whether :meth:`close` was called."""
         return self._closed
 
+    @property
+    def in_flight(self) -> int:
+        """How many tasks are inside :meth:`call` now."""
+        return len(self._calls)
+
     async def close(self, *, grace: float = 10.0) -> None:
         """End the calls in flight with ``ClientClosedError``, then close the transport.
 

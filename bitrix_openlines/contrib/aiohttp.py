@@ -29,12 +29,13 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import hdrs, web
 from multidict import MultiDict
 
+from bitrix_openlines.errors import OpenLinesError
 from bitrix_openlines.events import (
     Event,
     EventError,
@@ -44,6 +45,9 @@ from bitrix_openlines.events import (
     verify_event,
 )
 
+if TYPE_CHECKING:
+    from bitrix_openlines.app import OpenLinesApp
+
 # EventError, EventVerificationError and EventLimits are re-exported so a handler needs
 # this module only.
 __all__ = [
@@ -51,8 +55,11 @@ __all__ = [
     "EventError",
     "EventLimits",
     "EventVerificationError",
+    "EventCallback",
     "TokenLookup",
+    "app_event_handler",
     "client_session_ctx",
+    "read_app_event",
     "read_event",
 ]
 
@@ -147,6 +154,86 @@ async def read_event(
                 "it was not installed, or the event is forged"
             )
     return verify_event(event, expected)
+
+
+async def read_app_event(
+    request: web.Request, app: OpenLinesApp, *, limits: EventLimits | None = None
+) -> Event:
+    """Read the event a portal posted and hand it to ``app.handle_event``.
+
+    The body is read within ``limits`` as :func:`read_event` reads it; then the app
+    stores an ``ONAPPINSTALL``, verifies every other event against its portal's stored
+    token and forgets a portal on ``ONAPPUNINSTALL``
+    (:meth:`~bitrix_openlines.OpenLinesApp.handle_event`).
+
+    Raises:
+        EventError: Not an event, past ``limits``, or an install without tokens (400).
+        EventVerificationError: A forged or unknown portal's event (403).
+        TokenStoreError: The store failed (503).
+    """
+    if limits is None:
+        limits = EventLimits()
+    elif not isinstance(limits, EventLimits):
+        raise TypeError(f"limits must be an EventLimits, got {type(limits).__name__}")
+    reader = _bounded(request, limits)
+    body: bytes | MultiDict[str]
+    try:
+        if request.content_type.startswith("multipart/"):
+            form = await reader.post()
+            body = MultiDict((name, v) for name, v in form.items() if isinstance(v, str))
+        else:
+            body = await reader.read()
+    except web.HTTPRequestEntityTooLarge:
+        if reader is request:
+            raise
+        raise EventError(
+            f"the event body is larger than {limits.max_bytes:,} bytes (max_bytes)"
+        ) from None
+    return await app.handle_event(body, request.content_type)
+
+
+#: What :func:`app_event_handler` calls with each event the app accepted.
+EventCallback = Callable[[Event, web.Request], Awaitable[web.StreamResponse | None]]
+
+
+def app_event_handler(
+    app: OpenLinesApp,
+    on_event: EventCallback | None = None,
+    *,
+    limits: EventLimits | None = None,
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """An aiohttp handler for every event of an application installed on many portals.
+
+    Each request goes through :func:`read_app_event`; the answer is 400 for a body that
+    is not an event, 403 for one refused by verification, 503 when the store failed (the
+    portal may post it again), and otherwise what ``on_event(event, request)`` returns,
+    or ``{"ok": true, "event": NAME}``::
+
+        app.router.add_post("/events", app_event_handler(openlines_app, on_event))
+
+    Args:
+        app: The application.
+        on_event: Called with each accepted event (installs and uninstalls included,
+            after the app has acted on them); may return the response.
+        limits: The caps on the body (``EventLimits()`` by default).
+    """
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        try:
+            event = await read_app_event(request, app, limits=limits)
+        except EventVerificationError:
+            return web.json_response({"ok": False, "error": "forbidden"}, status=403)
+        except EventError as error:
+            return web.json_response({"ok": False, "error": str(error)}, status=400)
+        except OpenLinesError:
+            return web.json_response({"ok": False, "error": "unavailable"}, status=503)
+        if on_event is not None:
+            response = await on_event(event, request)
+            if response is not None:
+                return response
+        return web.json_response({"ok": True, "event": event.name})
+
+    return handler
 
 
 def _bounded(request: web.BaseRequest, limits: EventLimits) -> web.BaseRequest:

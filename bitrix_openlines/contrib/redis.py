@@ -213,6 +213,7 @@ class RedisTokenStore(TokenStore):
     Args:
         redis: A ``redis.asyncio.Redis`` client (its lifecycle is the caller's).
         prefix: The prefix of the keys (``<prefix><key>`` holds the pair as JSON,
+            ``<prefix><key>:app`` the portal's ``application_token``,
             ``<prefix><key>:lock`` the lock).
         lease: Seconds a lock holder may keep the lock; a crashed holder blocks the others
             for at most this long. Longer than a refresh can take.
@@ -277,6 +278,37 @@ class RedisTokenStore(TokenStore):
                 f"the refresh lock of {key!r} expired before the new pair was saved; "
                 "it was not saved (raise RedisTokenStore's lease)"
             )
+
+    async def load_app_token(self, key: str) -> str | None:
+        """Return the ``application_token`` stored under ``key``, or ``None``."""
+        try:
+            raw = await self._redis.get(self._prefix + key + ":app")
+        except (RedisError, OSError) as exc:
+            raise _unavailable(exc, "load the application token") from None
+        if raw is None:
+            return None
+        return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+
+    async def save_app_token(self, key: str, application_token: str) -> None:
+        """Store the portal's ``application_token`` under ``key``."""
+        if not isinstance(application_token, str) or not application_token:
+            raise ValueError("application_token must be a non-empty string")
+        try:
+            await self._redis.set(self._prefix + key + ":app", application_token)
+        except (RedisError, OSError) as exc:
+            raise _unavailable(exc, "save the application token") from None
+
+    async def delete(self, key: str) -> None:
+        """Remove the pair, the application token and the lock under ``key`` at once.
+
+        A refresh still holding the lock elsewhere then fails to save its pair
+        (``LockLostError``): the portal uninstalled the application, its tokens are dead.
+        """
+        base = self._prefix + key
+        try:
+            await self._redis.delete(base, base + ":app", base + ":lock")
+        except (RedisError, OSError) as exc:
+            raise _unavailable(exc, "delete the portal's state") from None
 
     @asynccontextmanager
     async def lock(self, key: str) -> AsyncIterator[None]:

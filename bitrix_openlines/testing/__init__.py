@@ -6,9 +6,11 @@
 single-use refresh tokens, the leaky bucket (503), the operating-time limit (429) and
 injectable faults. It also posts events to an application's handler
 (:meth:`FakePortal.send_event`), form-encoded as a portal does.
-:class:`ThreadedFakePortal` runs one in a background thread for sync code, and the pytest
-plugin (``bitrix_openlines.testing.pytest_plugin``) provides it as the ``fake_portal``
-fixture. The package depends only on aiohttp and attrs, never on the SDK itself::
+:class:`FakePortalHost` serves many portals from one server (one application installed
+on each), each named by its own host. :class:`ThreadedFakePortal` runs one in a
+background thread for sync code, and the pytest plugin
+(``bitrix_openlines.testing.pytest_plugin``) provides it as the ``fake_portal`` fixture.
+The package depends only on aiohttp and attrs, never on the SDK itself::
 
     async with FakePortal(dialogs=10, forbidden=[3]) as portal:
         async with aiohttp.ClientSession() as http:
@@ -19,8 +21,17 @@ fixture. The package depends only on aiohttp and attrs, never on the SDK itself:
 
 from ._data import FakeDialog
 from ._faults import Faults
+from ._host import FakePortalHost, LocalhostResolver
 from ._portal import FakePortal
 from ._stats import PortalStats
 from ._threaded import ThreadedFakePortal
 
-__all__ = ["FakeDialog", "FakePortal", "Faults", "PortalStats", "ThreadedFakePortal"]
+__all__ = [
+    "FakeDialog",
+    "FakePortal",
+    "FakePortalHost",
+    "Faults",
+    "LocalhostResolver",
+    "PortalStats",
+    "ThreadedFakePortal",
+]

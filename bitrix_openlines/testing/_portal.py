@@ -525,6 +525,13 @@ class FakePortal:
         self._by_session[dialog.session_id] = dialog
         self._by_code[dialog.user_code] = dialog
 
+    def _share_dialogs(self, other: FakePortal) -> None:
+        """Serve ``other``'s dialogs (the same tables, read-only): many portals, one copy."""
+        self._dialogs = other._dialogs
+        self._by_chat = other._by_chat
+        self._by_session = other._by_session
+        self._by_code = other._by_code
+
     def issue_tokens(self) -> dict[str, Any]:
         """Return a fresh token pair, shaped like the token endpoint's answer.
 
