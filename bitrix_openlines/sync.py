@@ -14,6 +14,7 @@ same sync client) would deadlock, so that raises ``RuntimeError`` instead.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator
 from types import TracebackType
@@ -170,12 +171,18 @@ class SyncOpenLinesClient:
         try:
             return future.result()
         except BaseException:
+            if future.done():
+                # The call itself ended with this error (ClientClosedError after a close
+                # from another thread, say): nothing is left running in the loop, which
+                # may be closed by now.
+                raise
             # Interrupted (Ctrl-C, SIGTERM) while the loop works for us: cancel that work
             # in the loop and wait until it has really stopped (an async generator it was
             # driving must be idle before anyone closes it).
             future.cancel()
             for task in running:
-                self._loop.call_soon_threadsafe(task.cancel)
+                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                    self._loop.call_soon_threadsafe(task.cancel)
             if running:
                 finished.wait(_CANCEL_WAIT)
             raise
