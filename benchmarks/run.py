@@ -25,6 +25,9 @@ Benchmarks (see ``benchmarks/README.md``):
 - ``marketplace_throughput``: 1,000 portals registered in one ``OpenLinesApp``, 200 busy
   at once: total throughput vs the sum of their limits, 503s and refreshes per portal.
 - ``marketplace_memory``: resident memory per registered idle portal (a child process).
+- ``marketplace_fleet``: the same portals served by 4 worker processes through Redis:
+  throughput vs the sum of the limits, 503s per portal, refreshes per expiry (skipped
+  without ``redis-server``).
 - ``peers_fast_bitrix24``: the 5,000-dialog job with fast-bitrix24, side by side (skipped
   unless the ``peers`` extra is installed).
 
@@ -55,6 +58,7 @@ from bitrix_openlines import __version__
 from ._result import Result
 from .answer_cap import answer_cap_memory
 from .decode import decode_throughput
+from .fleet import marketplace_fleet
 from .hostile_input import hostile_input
 from .iter_memory import iter_dialogs_memory
 from .job_cpu import job_cpu
@@ -155,6 +159,18 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         "resident memory per registered idle portal of an OpenLinesApp",
         full=lambda: marketplace_memory(portals=10_000),
         quick=lambda: marketplace_memory(portals=1000),
+    ),
+    Benchmark(
+        "marketplace_fleet",
+        "4 worker processes over one Redis, many portals: throughput, 503s, refreshes",
+        # 1,000 registered, 200 busy, 500 calls each at 2/s: (500 - 50) / 2 = 225 s; each
+        # portal's calls split across the 4 workers. headroom as marketplace_throughput.
+        full=lambda: marketplace_fleet(
+            registered=1000, busy=200, per_portal=500, rate=DOCUMENTED_RATE, headroom=10
+        ),
+        quick=lambda: marketplace_fleet(
+            registered=100, busy=20, per_portal=250, rate=5.0, headroom=10
+        ),
     ),
     Benchmark(
         "peers_fast_bitrix24",

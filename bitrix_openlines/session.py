@@ -269,6 +269,9 @@ class Session:
                     raise paused
                 await budget.wait(call.method)
             if self.limiter is not None:
+                # An OAuth pair still in its store names its portal only once loaded:
+                # load it first, or the first calls count in a bucket of their own.
+                await self.auth.credentials()
                 await self.limiter.acquire(self.auth.portal, 1)
             credentials = await self.auth.credentials()
             try:

@@ -269,6 +269,40 @@ async def test_each_portal_has_its_own_bucket() -> None:
             await app.close()
 
 
+class _NetworkedStore(InMemoryTokenStore):
+    """Answers a load after a suspension, as a store across the network (Redis) does."""
+
+    async def load(self, key: str) -> OAuthTokens | None:
+        await asyncio.sleep(0)
+        return await super().load(key)
+
+
+async def test_a_new_live_portals_first_calls_count_in_its_own_bucket() -> None:
+    """A portal made live from a networked store: its first burst and the next calls
+    share one bucket (the portal's address), so the portal refuses none of them."""
+    async with FakePortalHost(1, dialogs=10, rate=5.0, burst=5) as host:
+        async with host.client_session() as http:
+            app = OpenLinesApp(
+                client_id=host.client_id,
+                client_secret=host.client_secret,
+                store=_NetworkedStore(),
+                session=http,
+                rate_limit=RateLimit(requests_per_second=5.0, burst=5, headroom=1),
+                verify_install=False,
+            )
+            portal = host.portals[0]
+            tokens = OAuthTokens.from_response(portal.issue_tokens())
+            await app.register(portal.member_id, tokens, portal.application_token)
+            client = app.portal(portal.member_id)
+            for _ in range(2):  # a full burst, then another one that must wait
+                await asyncio.wait_for(
+                    asyncio.gather(*(client.get_dialog(chat_id=i) for i in range(1, 6))), 20
+                )
+            await app.close()
+    assert portal.stats.rejections.get("QUERY_LIMIT_EXCEEDED", 0) == 0
+    assert portal.stats.by_method["imopenlines.dialog.get"] == 10
+
+
 async def test_an_unknown_host_name_is_not_a_portal() -> None:
     async with FakePortalHost(1, dialogs=1) as host, host.client_session() as http:
         url = f"http://nobody.localhost:{host.port}/rest/server.time.json"

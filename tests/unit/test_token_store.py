@@ -37,6 +37,7 @@ from bitrix_openlines import (
     exchange_code,
 )
 from bitrix_openlines.errors import AuthError, OpenLinesError
+from bitrix_openlines.ratelimit import Limiter
 
 MEMBER = "a223c6b3710f85df22e9377d6c4f7553"
 
@@ -233,3 +234,44 @@ async def test_a_pair_loaded_from_the_store_is_redacted_from_errors() -> None:
     text = f"{info.value} {info.value!r} {getattr(info.value, 'excerpt', '')}"
     assert OLD_ACCESS not in text
     assert OLD_REFRESH not in text
+
+
+class _SlowStore(InMemoryTokenStore):
+    """A store that answers a load after a suspension, as a networked one does."""
+
+    async def load(self, key: str) -> OAuthTokens | None:
+        await asyncio.sleep(0)
+        return await super().load(key)
+
+
+class _KeysLimiter(Limiter):
+    """Records the bucket every slot is taken from."""
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+
+    async def acquire(self, portal: str, cost: int = 1) -> None:
+        await asyncio.sleep(0)  # a shared limiter asks its server
+        self.keys.append(portal)
+
+    async def penalize(self, portal: str) -> None:
+        raise AssertionError("no 503 in this test")
+
+
+async def test_calls_of_a_pair_still_in_the_store_count_in_the_portals_bucket() -> None:
+    # The first calls of a client whose pair is still in the store, made at once, must
+    # be paced in the portal's bucket, not in one keyed by the store key: else a fleet
+    # of such clients sends a burst the portal's bucket refuses.
+    store = _SlowStore()
+    await store.save(MEMBER, _old_pair())
+    limiter = _KeysLimiter()
+    with aioresponses() as mocked:
+        mocked.post(oauth_url("server.time"), payload={"result": "x"}, repeat=True)
+        auth = _auth(store)
+        async with OpenLinesClient(
+            auth, retry=RetryPolicy.no_wait(), rate_limit=None, limiter=limiter
+        ) as client:
+            await asyncio.gather(*(client.call_raw("server.time") for _ in range(10)))
+        assert len(recorded(mocked)) == 10
+    assert limiter.keys == [auth.portal] * 10
+    assert not auth.portal.startswith("store:")
