@@ -290,7 +290,12 @@ class BatchJob:
         return self._run()
 
     async def _run(self) -> AsyncIterator[BatchOutcome[Any]]:
-        source = _as_async_iterator(self._queries)
+        # A sync input is read with next(), not through an async generator (one step less
+        # per query); it still yields to the loop every 1,000 queries.
+        queries = self._queries
+        sync = None if isinstance(queries, AsyncIterable) else iter(queries)
+        source = aiter(queries) if isinstance(queries, AsyncIterable) else None
+        progress = self._progress
         exhausted = False
         next_index = 0
         next_emit = 0
@@ -312,11 +317,23 @@ class BatchJob:
             while True:
                 # 1. Read queries while the window has room.
                 while not exhausted and held < self._window:
-                    try:
-                        query = await anext(source)
-                    except StopAsyncIteration:
-                        exhausted = True
-                        break
+                    if sync is not None:
+                        try:
+                            query = next(sync)
+                        except StopIteration:
+                            exhausted = True
+                            break
+                        if next_index % 1000 == 999:
+                            # A long sync input must not starve the loop (in-flight
+                            # batches, timeouts).
+                            await asyncio.sleep(0)
+                    else:
+                        assert source is not None
+                        try:
+                            query = await anext(source)
+                        except StopAsyncIteration:
+                            exhausted = True
+                            break
                     index = next_index
                     next_index += 1
                     held += 1
@@ -356,7 +373,13 @@ class BatchJob:
                             break
                         outcome = ready_fifo.popleft()
                     held -= 1
-                    await self._report(outcome)
+                    self.done += 1
+                    if outcome.error is not None:
+                        self.failed += 1
+                    if progress is not None:
+                        reported = progress(self.done, self.failed, self._total)
+                        if inspect.isawaitable(reported):
+                            await reported
                     yield outcome
 
                 if not in_flight:
@@ -408,15 +431,6 @@ class BatchJob:
                 )
             )
         return _Pending(request=request, method=method, command=command, indices=[], alone=params)
-
-    async def _report(self, outcome: BatchOutcome[Any]) -> None:
-        self.done += 1
-        if not outcome.ok:
-            self.failed += 1
-        if self._progress is not None:
-            value = self._progress(self.done, self.failed, self._total)
-            if inspect.isawaitable(value):
-                await value
 
     async def _send(
         self, chunk: list[_Pending]
@@ -555,15 +569,3 @@ def _keep(text: str) -> str:
 def _int_in(name: str, value: Any, low: int, high: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise ValueError(f"{name} must be an integer from {low} to {high}, got {value!r}")
-
-
-async def _as_async_iterator(items: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterator[Any]:
-    if isinstance(items, AsyncIterable):
-        async for item in items:
-            yield item
-        return
-    for position, item in enumerate(items):
-        yield item
-        if position % 1000 == 999:
-            # A long sync input must not starve the loop (in-flight batches, timeouts).
-            await asyncio.sleep(0)
