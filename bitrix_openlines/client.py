@@ -171,17 +171,26 @@ class OpenLinesClient:
 
     async def call(self, method: Method[T]) -> T:
         """Call ``method`` and return its structured result."""
-        return (await self.call_response(method)).result
+        kind = type(method)
+        answer = await self._send(method)
+        result: T = structure_result(
+            answer.result, kind.__returns__, kind.__api_method__, self.auth.redactor
+        )
+        return result
 
     async def call_response(self, method: Method[T]) -> Response[T]:
         """Call ``method`` and return its result with the envelope (``time``, ``total``)."""
+        kind = type(method)
+        answer = await self._send(method)
+        return _response(answer, kind.__returns__, kind.__api_method__, self.auth.redactor)
+
+    async def _send(self, method: Method[Any]) -> Answer:
         if not isinstance(method, Method):
             raise TypeError(f"method must be a Method instance, got {type(method).__name__}")
         kind = type(method)
-        answer = await self._session.call(
+        return await self._session.call(
             kind.__api_method__, method.to_params(), idempotent=kind.__idempotent__
         )
-        return _response(answer, kind.__returns__, kind.__api_method__, self.auth.redactor)
 
     async def call_raw(
         self,

@@ -41,12 +41,21 @@ class Method(Generic[T]):
         Raises:
             ValueError: A value cannot be sent (see :func:`~bitrix_openlines.wire.to_wire`).
         """
-        return to_wire(
-            {
-                field.metadata.get("wire", field.name.upper()): getattr(self, field.name)
-                for field in attrs.fields(type(self))
-            }
+        return to_wire({wire: getattr(self, name) for name, wire in _wire_names(type(self))})
+
+
+_WIRE_NAMES: dict[type, tuple[tuple[str, str], ...]] = {}
+
+
+def _wire_names(cls: type) -> tuple[tuple[str, str], ...]:
+    """``(attribute, wire name)`` of each field of a method class, read once per class."""
+    names = _WIRE_NAMES.get(cls)
+    if names is None:
+        names = _WIRE_NAMES[cls] = tuple(
+            (field.name, field.metadata.get("wire", field.name.upper()))
+            for field in attrs.fields(cls)
         )
+    return names
 
 
 _REGISTRY: dict[str, type[Method[Any]]] = {}
