@@ -50,13 +50,13 @@ from bitrix_openlines.testing import FakePortalHost
 
 from ._portal_process import ROOT, BenchmarkError, _stop, _tail
 from ._result import Result
+from .marketplace import TARGET_RATIO, judge_portals
 from .multiprocess import _start_redis
 from .rate_limited import _rate_label
 
 __all__ = ["marketplace_fleet"]
 
 WORKER = Path(__file__).with_name("_fleet_worker.py")
-TARGET_RATIO = 0.90
 BURST = 50
 _READY_TIMEOUT = 120.0
 
@@ -190,21 +190,12 @@ async def _run(
     for output in outputs:
         outcomes.update(output["outcomes"])
     elapsed = max(float(o["end"]) for o in outputs) - start
-    rejected = [s.rejections.get("QUERY_LIMIT_EXCEEDED", 0) for s in stats]
     requests_busy = [s.requests for s in stats[:busy]]
-    refreshes_busy = Counter(s.refreshes for s in stats[:busy])
-    refreshes_idle = Counter(s.refreshes for s in stats[busy:])
     ok = outcomes["ok"]
     total = busy * per_portal
-    throughput = ok / elapsed
-    reference = total / minimum if minimum > 0 else float(total)
-    checks = {
-        "every call succeeded": ok == total,
-        "0 rejections on every portal": max(rejected) == 0,
-        "exactly 1 refresh per busy portal across the fleet": set(refreshes_busy) == {1},
-        "no refresh for an idle portal": set(refreshes_idle) <= {0},
-    }
-    passed = all(checks.values()) and throughput / reference >= TARGET_RATIO
+    (rejected, refreshes_busy, refreshes_idle, throughput, reference, checks, passed) = (
+        judge_portals(stats, busy, ok, total, elapsed, minimum, across=" across the fleet")
+    )
     details: dict[str, Any] = {
         "registered": registered,
         "busy": busy,

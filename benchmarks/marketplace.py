@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 from bitrix_openlines import (
@@ -32,13 +33,13 @@ from bitrix_openlines import (
     OpenLinesApp,
     RateLimit,
 )
-from bitrix_openlines.testing import FakePortalHost
+from bitrix_openlines.testing import FakePortalHost, PortalStats
 
 from ._result import Result
 from .iter_memory import _run_child
 from .rate_limited import _rate_label
 
-__all__ = ["marketplace_memory", "marketplace_throughput"]
+__all__ = ["TARGET_RATIO", "judge_portals", "marketplace_memory", "marketplace_throughput"]
 
 TARGET_RATIO = 0.90
 TARGET_KIB = 10.0
@@ -62,6 +63,37 @@ async def _resolve(app: OpenLinesApp, member_id: str, count: int, workers: int) 
 
     await asyncio.gather(*(worker() for _ in range(workers)))
     return outcomes
+
+
+def judge_portals(
+    stats: Sequence[PortalStats],
+    busy: int,
+    ok: int,
+    total: int,
+    elapsed: float,
+    minimum: float,
+    *,
+    across: str = "",
+) -> tuple[list[int], Counter[int], Counter[int], float, float, dict[str, bool], bool]:
+    """Judge a many-portal run from the portals' own stats (the first ``busy`` were busy).
+
+    Returns the 503s per portal, the refresh counts of the busy and the idle portals, the
+    throughput and its reference (the sum of the busy portals' limits), the checks, and
+    whether the run passed. ``across`` qualifies the refresh check ("across the fleet").
+    """
+    rejected = [s.rejections.get("QUERY_LIMIT_EXCEEDED", 0) for s in stats]
+    refreshes_busy = Counter(s.refreshes for s in stats[:busy])
+    refreshes_idle = Counter(s.refreshes for s in stats[busy:])
+    throughput = ok / elapsed
+    reference = total / minimum if minimum > 0 else float(total)
+    checks = {
+        "every call succeeded": ok == total,
+        "0 rejections on every portal": max(rejected) == 0,
+        f"exactly 1 refresh per busy portal{across}": set(refreshes_busy) == {1},
+        "no refresh for an idle portal": set(refreshes_idle) <= {0},
+    }
+    passed = all(checks.values()) and throughput / reference >= TARGET_RATIO
+    return rejected, refreshes_busy, refreshes_idle, throughput, reference, checks, passed
 
 
 async def marketplace_throughput(
@@ -109,20 +141,11 @@ async def marketplace_throughput(
     outcomes: Counter[str] = Counter()
     for counter in results:
         outcomes.update(counter)
-    rejected = [p.stats.rejections.get("QUERY_LIMIT_EXCEEDED", 0) for p in host.portals]
-    refreshes_busy = Counter(p.stats.refreshes for p in chosen)
-    refreshes_idle = Counter(p.stats.refreshes for p in host.portals[busy:])
     ok = outcomes["ok"]
     total = busy * per_portal
-    throughput = ok / elapsed
-    reference = total / minimum if minimum > 0 else float(total)
-    checks = {
-        "every call succeeded": ok == total,
-        "0 rejections on every portal": max(rejected) == 0,
-        "exactly 1 refresh per busy portal": set(refreshes_busy) == {1},
-        "no refresh for an idle portal": set(refreshes_idle) <= {0},
-    }
-    passed = all(checks.values()) and throughput / reference >= TARGET_RATIO
+    (rejected, refreshes_busy, refreshes_idle, throughput, reference, checks, passed) = (
+        judge_portals([p.stats for p in host.portals], busy, ok, total, elapsed, minimum)
+    )
     details: dict[str, Any] = {
         "registered": registered,
         "busy": busy,
