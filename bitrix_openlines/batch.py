@@ -173,6 +173,8 @@ def holds_batch_reference(params: WireParams) -> bool:
     while stack:
         value = stack.pop()
         if isinstance(value, str):
+            if "$" not in value:  # every reference starts with "$": most values have none
+                continue
             found = _REFERENCE_NAME.search(value)
             if found is not None and value.find("[", found.end()) >= 0:
                 return True
@@ -398,9 +400,10 @@ class BatchJob:
                             continue
                         del by_key[pending.command]
                         finish(outcome)
-                        for index, query in pending.indices[1:]:
-                            # A duplicate shares the outcome of the one request sent.
-                            finish(attrs.evolve(outcome, index=index, query=query))
+                        if len(pending.indices) > 1:
+                            for index, query in pending.indices[1:]:
+                                # A duplicate shares the outcome of the one request sent.
+                                finish(attrs.evolve(outcome, index=index, query=query))
         finally:
             for task in in_flight:
                 task.cancel()
@@ -421,7 +424,7 @@ class BatchJob:
             error.__cause__ = exc
             return _Bad(error)
         if not holds_batch_reference(params):
-            return _Pending(request=request, method=method, command=command, indices=[])
+            return _Pending(request, method, command, [])
         if self._send_single is None:
             return _Bad(
                 InvalidQueryError(
@@ -535,9 +538,8 @@ class BatchJob:
             except DecodeError as decode_error:
                 return self._failure(pending, decode_error)
             index, query = pending.indices[0]
-            return self._outcome(
-                index=index, query=query, request=pending.request, result=result, time=command.time
-            )
+            # Positional: (index, query, request, result, error, time), as declared.
+            return self._outcome(index, query, pending.request, result, None, command.time)
         idempotent = type(pending.request).__idempotent__
         if isinstance(error, RateLimitError):
             transient = True  # the command did not run: safe to send again

@@ -98,7 +98,7 @@ def to_wire(params: Mapping[str, Any]) -> WireParams:
         ValueError: A value cannot be sent (a string that is not valid Unicode, a number
             that is not finite); the message names the parameter.
     """
-    if not isinstance(params, Mapping):
+    if type(params) is not dict and not isinstance(params, Mapping):
         raise TypeError(f"params must be a mapping, got {type(params).__name__}")
     wire: WireParams = {}
     for key, value in params.items():
@@ -109,6 +109,12 @@ def to_wire(params: Mapping[str, Any]) -> WireParams:
 
 
 def _value(name: str, value: Any) -> WireValue | None:
+    # The common kinds first, by exact type (a subclass takes the general checks below).
+    kind = type(value)
+    if kind is int:
+        return int.__repr__(value)
+    if kind is str:
+        return value if value.isascii() else _text(name, value)
     if value is None:
         return None
     if isinstance(value, enum.Enum):
@@ -142,6 +148,8 @@ def _value(name: str, value: Any) -> WireValue | None:
 
 
 def _text(name: str, text: str) -> str:
+    if text.isascii():  # ASCII text is valid Unicode: no copy to check it
+        return text
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -192,6 +200,10 @@ def http_build_query(wire: WireParams) -> str:
     The portal decodes a batch command with PHP's ``parse_str``, so nested values use
     bracket keys and every reserved character is percent-encoded (PROTOCOL.md 1 and 5).
     """
+    if len(wire) == 1:  # one plain value, the common command ("CHAT_ID=13")
+        for key, value in wire.items():
+            if type(value) is str:
+                return f"{_quoted_name(key)}={_quoted(value)}"
     return "&".join(
         f"{_quoted_name(key)}={_quoted(value)}"
         if type(value) is str
@@ -549,11 +561,11 @@ def parse_batch_result(
             error = error_from_payload(
                 payload, status=200, method=method, reset_at=reset_at, redact=redact
             )
-            parsed[key] = CommandResult(found=True, error=error, time=time_info)
+            parsed[key] = CommandResult(True, None, error, time_info)
         elif key in results:
-            parsed[key] = CommandResult(found=True, result=results[key], time=time_info)
+            parsed[key] = CommandResult(True, results[key], None, time_info)
         else:
-            parsed[key] = CommandResult(found=False)
+            parsed[key] = CommandResult(False)
     return parsed
 
 

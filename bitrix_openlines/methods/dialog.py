@@ -7,6 +7,7 @@ section 7.2), so sending two would silently ignore one: ``DialogGet`` demands ex
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,6 +15,7 @@ import attrs
 
 from bitrix_openlines.methods.base import Method, register_method
 from bitrix_openlines.types.dialog import Dialog, UserCode, chat_id_from_dialog_id
+from bitrix_openlines.wire import WireParams
 
 __all__ = ["DialogGet"]
 
@@ -82,18 +84,33 @@ class DialogGet(Method[Dialog]):
     )
 
     def __attrs_post_init__(self) -> None:
-        given = [name for name in _KEYS if getattr(self, name) is not None]
-        if len(given) != 1:
-            found = ", ".join(given) if given else "none"
+        chat_id = self.chat_id
+        dialog_id = self.dialog_id
+        session_id = self.session_id
+        user_code = self.user_code
+        given = (
+            (chat_id is not None)
+            + (dialog_id is not None)
+            + (session_id is not None)
+            + (user_code is not None)
+        )
+        if given != 1:
+            found = ", ".join(name for name in _KEYS if getattr(self, name) is not None)
             raise ValueError(
                 "DialogGet needs exactly one of chat_id, dialog_id, session_id, user_code; "
-                f"got {found}"
+                f"got {found or 'none'}"
             )
-        _positive_int("chat_id", self.chat_id)
-        _positive_int("session_id", self.session_id)
-        _dialog_id(self.dialog_id)
-        if self.user_code is not None:
-            UserCode.parse(self.user_code)
+        # Exactly one is set: check only that one (a plain int in range needs no call).
+        if chat_id is not None:
+            if type(chat_id) is not int or not 0 < chat_id <= _MAX_ID:
+                _positive_int("chat_id", chat_id)
+        elif session_id is not None:
+            if type(session_id) is not int or not 0 < session_id <= _MAX_ID:
+                _positive_int("session_id", session_id)
+        elif dialog_id is not None:
+            _dialog_id(dialog_id)
+        else:
+            UserCode.parse(typing.cast(str, user_code))
 
     @classmethod
     def from_query(cls, query: DialogGet | Mapping[str, Any]) -> DialogGet:
@@ -103,6 +120,13 @@ class DialogGet(Method[Dialog]):
             TypeError: ``query`` is neither, or a value has the wrong type.
             ValueError: The mapping has unknown keys, or not exactly one identifier.
         """
+        if type(query) is dict and len(query) == 1:
+            # The common query, {"chat_id": 13}: one known key, passed as it is.
+            for key, value in query.items():
+                if key == "chat_id":
+                    return cls(chat_id=value)
+                if key in _KEYS:
+                    return cls(**{key: value})
         if isinstance(query, DialogGet):
             return query
         if not isinstance(query, Mapping):
@@ -114,6 +138,13 @@ class DialogGet(Method[Dialog]):
                 "use one of chat_id, dialog_id, session_id, user_code"
             )
         return cls(**{str(k): v for k, v in query.items()})
+
+    def to_params(self) -> WireParams:
+        """Return the one identifier in wire form (``{"CHAT_ID": "13"}``)."""
+        chat_id = self.chat_id
+        if type(chat_id) is int:  # the common case: its decimal text, as to_wire gives
+            return {"CHAT_ID": int.__repr__(chat_id)}
+        return super().to_params()
 
     @property
     def identifier(self) -> tuple[str, int | str]:

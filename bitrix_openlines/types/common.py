@@ -50,21 +50,40 @@ class TimeInfo:
         never costs the result it came with. (A hand-written reader: every answer has
         one, so it is on the hot path of every call.)
         """
-        if not isinstance(block, Mapping):
+        if type(block) is not dict and not isinstance(block, Mapping):
             return None
+        get = block.get
+        start = get("start")
+        finish = get("finish")
+        duration = get("duration")
+        processing = get("processing")
+        date_start = get("date_start")
+        date_finish = get("date_finish")
+        operating = get("operating")
+        reset_at = get("operating_reset_at")
         try:
-            return cls(
-                start=_number(block.get("start")),
-                finish=_number(block.get("finish")),
-                duration=_number(block.get("duration")),
-                processing=_number(block.get("processing")),
-                date_start=_text(block.get("date_start")),
-                date_finish=_text(block.get("date_finish")),
-                operating=_number(block.get("operating")),
-                operating_reset_at=_number(block.get("operating_reset_at")),
-            )
+            # Floats and texts, the common kinds, are kept as they are; the rest converted.
+            if type(start) is not float:
+                start = _number(start)
+            if type(finish) is not float:
+                finish = _number(finish)
+            if type(duration) is not float:
+                duration = _number(duration)
+            if type(processing) is not float:
+                processing = _number(processing)
+            if type(date_start) is not str:
+                date_start = _text(date_start)
+            if type(date_finish) is not str:
+                date_finish = _text(date_finish)
+            if type(operating) is not float:
+                operating = _number(operating)
+            if type(reset_at) is not float:
+                reset_at = _number(reset_at)
         except (TypeError, ValueError, OverflowError):
             return None
+        return cls(
+            start, finish, duration, processing, date_start, date_finish, operating, reset_at
+        )
 
 
 @attrs.frozen(slots=True)

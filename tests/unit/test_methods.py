@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import enum
+import types
 from typing import Any
 
 import attrs
@@ -11,6 +13,7 @@ from aioresponses import aioresponses
 
 from bitrix_openlines import Dialog, DialogGet, UserCode
 from bitrix_openlines.methods import Method, base, get_method, register_method, registered_methods
+from bitrix_openlines.wire import to_wire
 
 # -- validation --------------------------------------------------------------------------
 
@@ -165,6 +168,77 @@ def test_from_query_refuses(query: Any, error: type[Exception], text: str) -> No
         DialogGet.from_query(query)
     assert type(caught.value) is error
     assert text in str(caught.value)
+
+
+_ONE_KEY_QUERIES: list[dict[Any, Any]] = [
+    {"chat_id": 13},
+    {"chat_id": 2**63 - 1},
+    {"chat_id": 2**63},
+    {"chat_id": 0},
+    {"chat_id": -5},
+    {"chat_id": True},
+    {"chat_id": "13"},
+    {"chat_id": 13.0},
+    {"chat_id": None},
+    {"session_id": 1743},
+    {"session_id": 0},
+    {"dialog_id": "chat29"},
+    {"dialog_id": "chat"},
+    {"user_code": "livechat|1|1373|211"},
+    {"user_code": "nope"},
+    {"CHAT_ID": 13},
+    {1: 13},
+]
+
+
+@pytest.mark.parametrize("query", _ONE_KEY_QUERIES, ids=repr)
+def test_from_query_one_key_dict_agrees_with_the_general_path(query: dict[Any, Any]) -> None:
+    # A plain one-key dict takes a shortcut; any other mapping the general path. Both
+    # give the same request, or the same error with the same words.
+    def build(q: Any) -> DialogGet | tuple[type[Exception], str]:
+        try:
+            return DialogGet.from_query(q)
+        except (TypeError, ValueError) as exc:
+            return type(exc), str(exc)
+
+    assert build(query) == build(types.MappingProxyType(query))
+
+
+@pytest.mark.parametrize("name", ["chat_id", "session_id"])
+@pytest.mark.parametrize(
+    ("value", "error", "text"),
+    [
+        (2**63, ValueError, "at most 2**63 - 1"),
+        (0, ValueError, "positive"),
+        (-1, ValueError, "positive"),
+        (True, TypeError, "must be an int"),
+        (13.0, TypeError, "must be an int"),
+    ],
+)
+def test_numeric_identifiers_are_checked(
+    name: str, value: Any, error: type[Exception], text: str
+) -> None:
+    with pytest.raises(error) as caught:
+        DialogGet(**{name: value})
+    assert type(caught.value) is error
+    assert name in str(caught.value)
+    assert text in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["chat_id", "session_id"])
+def test_numeric_identifiers_take_the_largest_64_bit_id(name: str) -> None:
+    assert getattr(DialogGet(**{name: 2**63 - 1}), name) == 2**63 - 1
+
+
+class _Chat(enum.IntEnum):
+    SUPPORT = 13
+
+
+@pytest.mark.parametrize("chat_id", [13, 2**63 - 1, _Chat.SUPPORT], ids=repr)
+def test_dialog_get_to_params_is_to_wire_of_its_identifier(chat_id: int) -> None:
+    # DialogGet's shortcut for an int chat id gives what the generic encoder gives.
+    assert DialogGet(chat_id=chat_id).to_params() == to_wire({"CHAT_ID": chat_id})
+    assert DialogGet(chat_id=chat_id).to_params() == {"CHAT_ID": str(int(chat_id))}
 
 
 # -- the registry ------------------------------------------------------------------------
