@@ -462,17 +462,30 @@ def _conversion(
     if _is_variadic_tuple(tp):
         item = typing.get_args(tp)[0]
         if item in _EXACT:
+            name = item.__name__
+            # Lists of none or one item are the usual ones: no call for them.
             return [
-                f"w = _exact_items({v}, {item.__name__}) if type({v}) is list else None",
-                f"{v} = {call} if w is None else w",
+                f"if type({v}) is not list:",
+                f"    {v} = {call}",
+                f"elif not {v}:",
+                f"    {v} = ()",
+                f"elif len({v}) == 1 and type({v}[0]) is {name}:",
+                f"    {v} = ({v}[0],)",
+                "else:",
+                f"    w = _exact_items({v}, {name})",
+                f"    {v} = {call} if w is None else w",
             ]
         nested = _nested_fast(item)
         if nested is not None:
+            f = bind("f", nested)
+            # tuple(map(...)) sizes its tuple by guessing; one item is the usual list.
             return [
-                f"if type({v}) is list:",
-                f"    {v} = tuple(map({bind('f', nested)}, {v}))",
-                "else:",
+                f"if type({v}) is not list:",
                 f"    {v} = {call}",
+                f"elif len({v}) == 1:",
+                f"    {v} = ({f}({v}[0]),)",
+                "else:",
+                f"    {v} = tuple(map({f}, {v}))",
             ]
     return [f"{v} = {call}"]
 
@@ -536,6 +549,7 @@ def _builder(cls: type) -> type | None:
         "__slots__": (),
         "__setattr__": object.__setattr__,
         "__delattr__": object.__delattr__,
+        "__init__": object.__init__,  # the fast function calls it with no arguments
         "__module__": __name__,
         "__qualname__": f"_build_{cls.__qualname__}",
     }
@@ -616,7 +630,7 @@ def _generate_fast(cls: type) -> Callable[[Any], Any] | None:
     builder = _builder(cls)
     setters = _slot_setters(cls)
     if builder is not None:
-        lines.append(f"instance = _new({bind('b', builder)})")
+        lines.append(f"instance = {bind('b', builder)}()")
         lines += [f"instance.{f.name} = {arg}" for f, arg in zip(fields, args, strict=True)]
         lines.append("instance.__class__ = _cls")
     else:
