@@ -189,6 +189,32 @@ class _Frozen(Mapping[str, Any]):
         return len(self._data)
 
 
+def _prefixes() -> Iterator[dict[str, Any]]:
+    """The documented object cut after each of its keys (``id`` first: it is required)."""
+    result = copy.deepcopy(CURRENT["result"])
+    keys = ["id", *(key for key in result if key != "id")]
+    for size in range(1, len(keys) + 1):
+        yield {key: result[key] for key in keys[:size]}
+
+
+@pytest.mark.parametrize("unknown", [{}, {"ai": 1}, {"title": "t", "path": None}])
+def test_unknown_keys_are_found_whatever_the_fields_present(
+    unknown: dict[str, Any], detailed: _Detailed
+) -> None:
+    # Objects of every size (both the few-keys function and the one that counts the
+    # missing fields), with null values (present, not missing), and unknown keys or not.
+    for prefix in _prefixes():
+        body = {**prefix, "description": None, **unknown}
+        dialog = structure(copy.deepcopy(body), Dialog)
+        assert deep(dialog) == deep(converter.structure(copy.deepcopy(body), Dialog))
+        assert dialog.extra == unknown
+        nested = {**body, "restrictions": {"send": True, **unknown}}
+        restrictions = structure(copy.deepcopy(nested), Dialog).restrictions
+        assert restrictions is not None
+        assert restrictions.extra == unknown
+    assert detailed.calls == []
+
+
 # -- the builder: an instance is built in a subclass, then becomes its class ------------------
 
 CHAT_CLASSES = [Dialog, Restrictions, Permissions, EntityLink, ReadEntry, Viewer, LastMessageViews]
