@@ -552,11 +552,13 @@ def _builder(cls: type) -> type | None:
     A frozen class refuses ``instance.field = value``; its subclass with no slots of its
     own and ``object``'s ``__setattr__`` and ``__delattr__`` takes it, and CPython runs
     such a store as one specialised instruction (``STORE_ATTR_SLOT``), where a
-    descriptor's ``__set__`` is a call: five times quicker per field (measured:
-    ``benchmarks/decode.py``). Both classes have the same layout, so the finished
-    instance becomes a ``cls`` by ``instance.__class__ = cls``: from then on it is
-    exactly what ``cls(...)`` gives. Only for a class whose fields are its slots (see
-    :func:`_slot_setters`) and whose subclasses are plain (no ``__init_subclass__``).
+    descriptor's ``__set__`` is a call (about five times slower per field on 3.11 and
+    3.13; ``benchmarks/decode.py`` measures the whole). Both classes have the same
+    layout, so the finished instance becomes a ``cls`` by ``instance.__class__ = cls``:
+    from then on it is exactly what ``cls(...)`` gives. Only for a class whose fields
+    are its slots (see :func:`_slot_setters`) and whose subclasses are plain (no
+    ``__init_subclass__``). The builder is the one trace: ``cls.__subclasses__()``
+    lists it.
     """
     if _slot_setters(cls) is None:
         return None
