@@ -20,6 +20,13 @@ so that they share the machine's state:
 - ``full``: the full decode path, ``json.loads`` of the body then ``structure`` of its
   ``result``.
 
+Then a figure of a batch job's kind: ``kept`` different bodies of the fake portal's
+38-field object (``render_dialog`` of ``generate_dialogs``, through ``json.dumps`` and
+``json.loads``) structured into a list that is kept, as ``get_dialogs`` keeps its outcomes,
+against ``json.loads`` of the same bodies into a list that is kept. The process's CPU time
+(``time.process_time``), so that the garbage collector's work on the kept objects counts:
+it traverses every one of them, more than once, as the list grows.
+
 No network and no event loop: this is CPU only. The garbage collector stays on, as it is
 in an application.
 """
@@ -27,7 +34,9 @@ in an application.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
+import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,6 +45,7 @@ from typing import Any
 import attrs
 
 from bitrix_openlines._convert import converter, structure
+from bitrix_openlines.testing._data import generate_dialogs, render_dialog
 from bitrix_openlines.types.dialog import Dialog
 
 from ._result import Result
@@ -85,12 +95,15 @@ def _loop(body: bytes, result: dict[str, Any], kind: str) -> Callable[[int], flo
     return loops[kind]
 
 
-async def decode_throughput(dialogs: int, *, rounds: int = 20, warmup: int = 2000) -> Result:
-    """Decode each example ``dialogs`` times per loop, in ``rounds`` blocks.
+async def decode_throughput(
+    dialogs: int, *, rounds: int = 20, warmup: int = 2000, kept: int = 10_000, kept_rounds: int = 5
+) -> Result:
+    """Decode each example ``dialogs`` times per loop, in ``rounds`` blocks; then ``kept``
+    different bodies, kept, ``kept_rounds`` times.
 
     The loops run in a worker thread, so that the runner's loop still sees SIGTERM.
     """
-    return await asyncio.to_thread(_decode_throughput, dialogs, rounds, warmup)
+    return await asyncio.to_thread(_decode_throughput, dialogs, rounds, warmup, kept, kept_rounds)
 
 
 def _read(name: str) -> tuple[bytes, dict[str, Any]]:
@@ -111,7 +124,48 @@ def _same(fast: Dialog, detailed: Dialog) -> bool:
     return fast == detailed and fast.extra == detailed.extra
 
 
-def _decode_throughput(dialogs: int, rounds: int, warmup: int) -> Result:
+def _kept(count: int, rounds: int) -> dict[str, Any]:
+    """CPU µs per body of structuring ``count`` different bodies into a kept list, and of
+    ``json.loads`` of the same bodies into a kept list: the median of ``rounds`` rounds,
+    the two alternating. Each round starts from a collected heap, and its list is dropped
+    outside the timing."""
+    bodies = [json.dumps(render_dialog(d, user_id=1)) for d in generate_dialogs(count, 1)]
+    results = [json.loads(body) for body in bodies]
+
+    def structure_kept() -> list[Dialog]:
+        return [structure(result, Dialog) for result in results]
+
+    def loads_kept() -> list[Any]:
+        return [json.loads(body) for body in bodies]
+
+    loops: dict[str, Callable[[], list[Any]]] = {"structure": structure_kept, "loads": loads_kept}
+    us: dict[str, list[float]] = {name: [] for name in loops}
+    sample = structure_kept()
+    same = all(
+        _same(a, converter.structure(r, Dialog)) for a, r in zip(sample, results, strict=True)
+    )
+    del sample
+    for r in range(rounds):
+        for name in list(loops)[r % 2 :] + list(loops)[: r % 2]:
+            gc.collect()
+            started = time.process_time()
+            out = loops[name]()
+            us[name].append((time.process_time() - started) / count * 1e6)
+            del out
+    median = {name: statistics.median(values) for name, values in us.items()}
+    return {
+        "count": count,
+        "rounds": rounds,
+        "us": median,
+        "ratio": median["structure"] / median["loads"],
+        "fields": len(results[0]),
+        "same": same,
+    }
+
+
+def _decode_throughput(
+    dialogs: int, rounds: int, warmup: int, kept_count: int, kept_rounds: int
+) -> Result:
     bodies = {"current": _read(EXAMPLE), "legacy": _read(LEGACY_EXAMPLE)}
     (_body, result), (_, legacy) = bodies["current"], bodies["legacy"]
     sample = structure(result, Dialog)
@@ -146,6 +200,8 @@ def _decode_throughput(dialogs: int, rounds: int, warmup: int) -> Result:
         for key in order[shift:] + order[:shift]:
             elapsed[key] += loops[key](block)
     us = {key: seconds / dialogs * 1e6 for key, seconds in elapsed.items()}
+    kept = _kept(kept_count, kept_rounds)
+    checks["the fast and the detailed path give the same kept dialogs"] = kept["same"]
     ratio = {name: us[name, "structure"] / us[name, "loads"] for name in bodies}
     was = {name: us[name, "detailed"] / us[name, "loads"] for name in bodies}
     sizes = {name: (len(raw), len(parsed)) for name, (raw, parsed) in bodies.items()}
@@ -167,6 +223,12 @@ def _decode_throughput(dialogs: int, rounds: int, warmup: int) -> Result:
             f"  full decode path (json.loads + structure) {us[name, 'full']:.2f} µs per dialog "
             f"({dialogs / elapsed[name, 'full']:,.0f} dialogs/s)",
         ]
+    notes += [
+        f"{kept['count']:,} different fake-portal bodies ({kept['fields']} fields), kept, CPU "
+        f"with the garbage collector (median of {kept['rounds']} rounds):",
+        f"  structure into a kept list {kept['us']['structure']:.2f} µs per dialog; json.loads "
+        f"into a kept list {kept['us']['loads']:.2f} µs: ratio {kept['ratio']:.3f}",
+    ]
     failed_checks = [key for key, ok in checks.items() if not ok]
     if failed_checks:
         notes.append(f"FAILED CHECKS: {', '.join(failed_checks)}")
@@ -196,6 +258,7 @@ def _decode_throughput(dialogs: int, rounds: int, warmup: int) -> Result:
             },
             "structure_over_loads": ratio,
             "detailed_over_loads": was,
+            "kept": {key: value for key, value in kept.items() if key != "same"},
             "checks": checks,
         },
         notes=notes,

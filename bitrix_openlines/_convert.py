@@ -426,22 +426,41 @@ def _nested_fast(tp: Any) -> Callable[[Any], Any] | None:
 
 
 def _conversion(
-    v: str, tp: Any, hook: str, tp_name: str, bind: Callable[[str, Any], str]
+    v: str,
+    tp: Any,
+    hook: str,
+    tp_name: str,
+    bind: Callable[[str, Any], str],
+    missing: list[str] | None = None,
 ) -> list[str]:
-    """The lines that turn the present value in the variable ``v`` into ``tp``.
+    """The lines that turn the value in the variable ``v`` into ``tp``.
 
     ``hook`` and ``tp_name`` name the field's hook and type (the hook is called as
     ``hook(value, tp)``); ``bind(prefix, value)`` binds a value to a new name of the
-    generated function.
+    generated function. ``missing``: the lines for an absent field, when ``v`` may be
+    ``_M`` (the field's key is not in the object). ``_M`` is of no type the lines check
+    for, so it only ever reaches the branch that calls the hook: the check for it sits
+    there, and a present value of the field's type pays nothing for it.
     """
     call = f"{hook}({v}, {tp_name})"
+
+    def slow(indent: str = "    ") -> list[str]:
+        if missing is None:
+            return [f"{indent}{v} = {call}"]
+        return [
+            f"{indent}if {v} is _M:",
+            *(f"{indent}    {line}" for line in missing),
+            f"{indent}else:",
+            f"{indent}    {v} = {call}",
+        ]
+
     inner = _optional_of(tp)
-    if tp is Any:
-        return []  # cattrs passes Any through as it is
+    if tp is Any:  # cattrs passes Any through as it is
+        return [] if missing is None else [f"if {v} is _M:", *(f"    {x}" for x in missing)]
     if tp in _EXACT:
-        return [f"if type({v}) is not {tp.__name__}:", f"    {v} = {call}"]
+        return [f"if type({v}) is not {tp.__name__}:", *slow()]
     if inner in _EXACT:
-        return [f"if type({v}) is not {inner.__name__} and {v} is not None:", f"    {v} = {call}"]
+        return [f"if type({v}) is not {inner.__name__} and {v} is not None:", *slow()]
     if inner is datetime:  # _optional_datetime, inlined for text
         return [
             f"if type({v}) is str:",
@@ -449,7 +468,7 @@ def _conversion(
             f"    if {v} is not None and not {v}.tzinfo:",
             f"        {v} = {v}.replace(tzinfo=_UTC)",  # a naive date is read as UTC
             f"elif {v} is not None:",
-            f"    {v} = {call}",
+            *slow(),
         ]
     nested = _nested_fast(tp if inner is None else inner)
     if nested is not None:
@@ -457,24 +476,37 @@ def _conversion(
             f"if type({v}) is dict:",
             f"    {v} = {bind('f', nested)}({v})",
             "else:" if inner is None else f"elif {v} is not None:",
-            f"    {v} = {call}",
+            *slow(),
         ]
     if _is_variadic_tuple(tp):
         item = typing.get_args(tp)[0]
         if item in _EXACT:
+            name = item.__name__
+            # Lists of none or one item are the usual ones: no call for them.
             return [
-                f"w = _exact_items({v}, {item.__name__}) if type({v}) is list else None",
-                f"{v} = {call} if w is None else w",
+                f"if type({v}) is not list:",
+                *slow(),
+                f"elif not {v}:",
+                f"    {v} = ()",
+                f"elif len({v}) == 1 and type({v}[0]) is {name}:",
+                f"    {v} = ({v}[0],)",
+                "else:",
+                f"    w = _exact_items({v}, {name})",
+                f"    {v} = {call} if w is None else w",
             ]
         nested = _nested_fast(item)
         if nested is not None:
+            f = bind("f", nested)
+            # tuple(map(...)) sizes its tuple by guessing; one item is the usual list.
             return [
-                f"if type({v}) is list:",
-                f"    {v} = tuple(map({bind('f', nested)}, {v}))",
+                f"if type({v}) is not list:",
+                *slow(),
+                f"elif len({v}) == 1:",
+                f"    {v} = ({f}({v}[0]),)",
                 "else:",
-                f"    {v} = {call}",
+                f"    {v} = tuple(map({f}, {v}))",
             ]
-    return [f"{v} = {call}"]
+    return [line[4:] for line in slow()] if missing is None else slow("")
 
 
 def _none_gives_none(tp: Any) -> bool:
@@ -488,8 +520,8 @@ def _slot_setters(cls: type) -> list[Callable[[Any, Any], None]] | None:
 
     attrs' ``__init__`` of a slotted class with no validator, converter or
     ``__attrs_pre_init__`` sets each field's slot (``object.__setattr__``), then calls
-    ``__attrs_post_init__``; the fast functions do the same through each slot's
-    descriptor, which is 20 % quicker. ``None`` for any other class: it is built through
+    ``__attrs_post_init__``; the fast functions do the same, through a builder (below)
+    or through each slot's descriptor. ``None`` for any other class: it is built through
     ``__init__``.
     """
     fields = attrs.fields(cls)
@@ -514,8 +546,50 @@ def _slot_setters(cls: type) -> list[Callable[[Any, Any], None]] | None:
     return [d.__set__ for d in descriptors]
 
 
-def _generate_fast(cls: type) -> Callable[[Any], Any] | None:
-    """Generate the fast function of the attrs class ``cls`` (see above), or ``None``."""
+def _builder(cls: type) -> type | None:
+    """A subclass of ``cls`` to build its instances in, or ``None`` when there is none.
+
+    A frozen class refuses ``instance.field = value``; its subclass with no slots of its
+    own and ``object``'s ``__setattr__`` and ``__delattr__`` takes it, and CPython runs
+    such a store as one specialised instruction (``STORE_ATTR_SLOT``), where a
+    descriptor's ``__set__`` is a call (about five times slower per field on 3.11 and
+    3.13; ``benchmarks/decode.py`` measures the whole). Both classes have the same
+    layout, so the finished instance becomes a ``cls`` by ``instance.__class__ = cls``:
+    from then on it is exactly what ``cls(...)`` gives. Only for a class whose fields
+    are its slots (see :func:`_slot_setters`) and whose subclasses are plain (no
+    ``__init_subclass__``). The builder is the one trace: ``cls.__subclasses__()``
+    lists it.
+    """
+    if _slot_setters(cls) is None:
+        return None
+    if any("__init_subclass__" in klass.__dict__ for klass in cls.__mro__[:-1]):
+        return None  # subclassing would run it
+    if not all(f.name.isidentifier() and not f.name.startswith("__") for f in attrs.fields(cls)):
+        return None  # a name that a store in the generated source would not reach as is
+    namespace = {
+        "__slots__": (),
+        "__setattr__": object.__setattr__,
+        "__delattr__": object.__delattr__,
+        "__init__": object.__init__,  # the fast function calls it with no arguments
+        "__module__": __name__,
+        "__qualname__": f"_build_{cls.__qualname__}",
+    }
+    builder = type(f"_build_{cls.__name__}", (cls,), namespace)
+    try:  # what the fast function does last, on an empty instance
+        probe: Any = object.__new__(builder)
+        probe.__class__ = cls
+    except TypeError:  # "object layout differs"
+        return None
+    return builder
+
+
+def _generate_fast(cls: type, *, counted: bool = True) -> Callable[[Any], Any] | None:
+    """Generate the fast function of the attrs class ``cls`` (see above), or ``None``.
+
+    A class that keeps its extras has two: the one that counts its missing fields (see
+    ``m`` below), and, for an object with fewer keys than half the fields, one that
+    checks each key against the fields' names instead (``counted=False``).
+    """
     fields = attrs.fields(cls)
     # A metaclass or a __new__ may change what calling the class does.
     plain = type(cls) is type and typing.cast(Any, cls).__new__ is object.__new__
@@ -523,6 +597,7 @@ def _generate_fast(cls: type) -> Callable[[Any], Any] | None:
         return None
     hints = typing.get_type_hints(cls)
     keeps_extra = _keeps_extra(cls)
+    counting = keeps_extra and counted
     overrides = _OVERRIDES.get(cls, {})
     overrides_as = _OVERRIDES_AS.get(cls, {})
     names: dict[str, Any] = {
@@ -542,7 +617,17 @@ def _generate_fast(cls: type) -> Callable[[Any], Any] | None:
 
     # Not a dict: the detailed path decides (any exception of a fast function sends the
     # value there; a TypeError is the plainest).
-    lines = ["if type(o) is not dict:", "    raise TypeError", "get = o.get"]
+    lines = ["if type(o) is not dict:", "    raise TypeError"]
+    if counting:
+        # ``m`` counts the fields the object lacks: it has keys the class does not know
+        # exactly when it has more than the others. Checking each key against the fields'
+        # names instead took a sixth of the time of a 38-field Dialog, while counting
+        # costs a little for each missing field: an object with fewer keys than half the
+        # fields (the 16 of a 2024 Dialog) takes the function that checks its keys.
+        sparse = _generate_fast(cls, counted=False)
+        lines += [f"if len(o) * 2 < {len(fields) - 1}:", f"    return {bind('g', sparse)}(o)"]
+        lines.append("m = 0")
+    lines.append("get = o.get")
     args: list[str] = []
     for index, field in enumerate(fields):
         if keeps_extra and field.name == "extra":
@@ -553,40 +638,50 @@ def _generate_fast(cls: type) -> Callable[[Any], Any] | None:
         tp = hints[field.name]
         tp_name = bind("t", tp)
         override_ = overrides.get(field.name)
-        if override_ is None:
-            hook = bind("h", converter.get_structure_hook(tp))
-            conversion = _conversion(v, tp, hook, tp_name, bind)
-        elif override_.struct_hook is None or override_.rename or override_.omit:
+        if override_ is not None and (
+            override_.struct_hook is None or override_.rename or override_.omit
+        ):
             return None
-        elif field.name in overrides_as:
-            hook = bind("h", override_.struct_hook)
-            conversion = _conversion(v, overrides_as[field.name], hook, tp_name, bind)
-        else:
-            conversion = [f"{v} = {bind('h', override_.struct_hook)}({v}, {tp_name})"]
         key = repr(field.name)
         default = field.default
+        missing: list[str] | None = None
         if default is attrs.NOTHING:
-            lines += [f"{v} = o[{key}]", *conversion]
-        elif default is None and override_ is None and _none_gives_none(tp):
-            lines += [f"{v} = get({key})", *conversion]
+            lines.append(f"{v} = o[{key}]")
+        elif default is None and override_ is None and _none_gives_none(tp) and not counting:
+            lines.append(f"{v} = get({key})")  # absent reads as None, which gives None
         else:
             if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
                 if default.takes_self:
                     return None
-                missing = f"{bind('d', default.factory)}()"
+                missing = [f"{v} = {bind('d', default.factory)}()"]
             else:
-                missing = bind("d", default)
-            lines += [f"{v} = get({key}, _M)", f"if {v} is _M:", f"    {v} = {missing}"]
-            if conversion:
-                lines += ["else:", *(f"    {line}" for line in conversion)]
-    lines.append("instance = _new(_cls)")
+                missing = [f"{v} = {'None' if default is None else bind('d', default)}"]
+            if counting:
+                missing.append("m += 1")  # see "m" above
+            lines.append(f"{v} = get({key}, _M)")
+        if override_ is None:
+            hook = bind("h", converter.get_structure_hook(tp))
+            lines += _conversion(v, tp, hook, tp_name, bind, missing)
+        else:
+            hook = bind("h", override_.struct_hook)
+            as_ = overrides_as.get(field.name, object)  # object: no check, the hook decides
+            lines += _conversion(v, as_, hook, tp_name, bind, missing)
+    builder = _builder(cls)
     setters = _slot_setters(cls)
+    if builder is not None:
+        lines.append(f"instance = {bind('b', builder)}()")
+        lines += [f"instance.{f.name} = {arg}" for f, arg in zip(fields, args, strict=True)]
+        lines.append("instance.__class__ = _cls")
+    else:
+        lines.append("instance = _new(_cls)")
     if setters is None:
         lines.append(f"_init(instance, {', '.join(args)})")
     else:
-        lines += [
-            f"{bind('s', set_)}(instance, {arg})" for set_, arg in zip(setters, args, strict=True)
-        ]
+        if builder is None:
+            lines += [
+                f"{bind('s', set_)}(instance, {arg})"
+                for set_, arg in zip(setters, args, strict=True)
+            ]
         post_init = getattr(cls, "__attrs_post_init__", None)
         if post_init is not None:
             lines.append(f"{bind('p', post_init)}(instance)")
@@ -596,14 +691,17 @@ def _generate_fast(cls: type) -> Callable[[Any], Any] | None:
         after = _AFTER_EXTRA.get(cls)
         names["_after"] = after
         lines += [
-            "if not _known.issuperset(o):",
+            f"if len(o) != {len(names['_known'])} - m:"
+            if counting
+            else "if not _known.issuperset(o):",
             "    extra = {key: item for key, item in o.items() if key not in _known}",
             "    _setattr(instance, 'extra', extra)",
             *(["    _after(instance)"] if after is not None else []),
         ]
     lines.append("return instance")
     source = "def fast(o):\n" + "".join(f"    {line}\n" for line in lines)
-    filename = f"<bitrix_openlines fast structure {cls.__module__}.{cls.__qualname__}>"
+    variant = "" if counted or not keeps_extra else " (few keys)"
+    filename = f"<bitrix_openlines fast structure {cls.__module__}.{cls.__qualname__}{variant}>"
     exec(compile(source, filename, "exec"), names)
     # Tracebacks and profilers show the generated lines.
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)

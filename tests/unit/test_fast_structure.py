@@ -10,8 +10,10 @@ way, a good answer never takes the detailed path, and a bad one always does.
 from __future__ import annotations
 
 import copy
+import pickle
 import traceback
 import typing
+import weakref
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -27,7 +29,15 @@ from bitrix_openlines import _convert
 from bitrix_openlines._convert import converter, describe_error, structure, structure_result
 from bitrix_openlines.errors import DecodeError
 from bitrix_openlines.types import TimeInfo
-from bitrix_openlines.types.dialog import Dialog, LastMessageViews, ReadEntry
+from bitrix_openlines.types.dialog import (
+    Dialog,
+    EntityLink,
+    LastMessageViews,
+    Permissions,
+    ReadEntry,
+    Restrictions,
+    Viewer,
+)
 
 CHAT_EXAMPLES = [
     "imopenlines.dialog.get__200_success.json",
@@ -177,6 +187,102 @@ class _Frozen(Mapping[str, Any]):
 
     def __len__(self) -> int:
         return len(self._data)
+
+
+def _prefixes() -> Iterator[dict[str, Any]]:
+    """The documented object cut after each of its keys (``id`` first: it is required)."""
+    result = copy.deepcopy(CURRENT["result"])
+    keys = ["id", *(key for key in result if key != "id")]
+    for size in range(1, len(keys) + 1):
+        yield {key: result[key] for key in keys[:size]}
+
+
+@pytest.mark.parametrize("unknown", [{}, {"ai": 1}, {"title": "t", "path": None}])
+def test_unknown_keys_are_found_whatever_the_fields_present(
+    unknown: dict[str, Any], detailed: _Detailed
+) -> None:
+    # Objects of every size (both the few-keys function and the one that counts the
+    # missing fields), with null values (present, not missing), and unknown keys or not.
+    for prefix in _prefixes():
+        body = {**prefix, "description": None, **unknown}
+        dialog = structure(copy.deepcopy(body), Dialog)
+        assert deep(dialog) == deep(converter.structure(copy.deepcopy(body), Dialog))
+        assert dialog.extra == unknown
+        nested = {**body, "restrictions": {"send": True, **unknown}}
+        restrictions = structure(copy.deepcopy(nested), Dialog).restrictions
+        assert restrictions is not None
+        assert restrictions.extra == unknown
+    assert detailed.calls == []
+
+
+# -- the builder: an instance is built in a subclass, then becomes its class ------------------
+
+CHAT_CLASSES = [Dialog, Restrictions, Permissions, EntityLink, ReadEntry, Viewer, LastMessageViews]
+
+
+def _instances(value: Any) -> Iterator[Any]:
+    """``value`` and every attrs instance under it."""
+    if attrs.has(type(value)):
+        yield value
+        for field in attrs.fields(type(value)):
+            yield from _instances(getattr(value, field.name))
+    elif isinstance(value, tuple):
+        for item in value:
+            yield from _instances(item)
+
+
+@pytest.mark.parametrize("cls", CHAT_CLASSES)
+def test_each_chat_class_has_a_builder_of_its_layout(cls: type) -> None:
+    builder = _convert._builder(cls)
+    assert builder is not None
+    assert issubclass(builder, cls)
+    assert builder.__basicsize__ == cls.__basicsize__
+    assert builder.__dict__["__slots__"] == ()
+
+
+def test_a_built_dialog_is_exactly_what_its_class_builds() -> None:
+    result = copy.deepcopy(CURRENT["result"])
+    dialog = structure(result, Dialog)
+    expected = converter.structure(copy.deepcopy(result), Dialog)
+    built = list(_instances(dialog))
+    # Every class of the chat object, each instance of exactly its class.
+    assert {type(item) for item in built} == set(CHAT_CLASSES)
+    builders = {_convert._builder(cls) for cls in CHAT_CLASSES}
+    assert not any(isinstance(item, tuple(b for b in builders if b)) for item in built)
+    assert (dialog == expected, repr(dialog), hash(dialog)) == (
+        True,
+        repr(expected),
+        hash(expected),
+    )
+    assert deep(pickle.loads(pickle.dumps(dialog))) == deep(expected)
+    assert deep(copy.deepcopy(dialog)) == deep(expected)
+    assert attrs.evolve(dialog, name="x") == attrs.evolve(expected, name="x")
+    assert weakref.ref(dialog)() is dialog
+    for item in built:  # still frozen: the builder's own __setattr__ is gone with it
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            item.extra = {}
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            del item.extra
+
+
+_subclassed: list[type] = []
+
+
+@attrs.frozen(slots=True)
+class _Registering:
+    count: int
+    label: str | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _subclassed.append(cls)
+
+
+def test_a_class_that_watches_its_subclasses_gets_no_builder() -> None:
+    assert _convert._builder(_Registering) is None
+    assert _convert._slot_setters(_Registering) is not None  # built slot by slot instead
+    assert structure({"count": "4", "label": "x"}, _Registering) == _Registering(4, "x")
+    assert _subclassed == []
 
 
 # -- classes the generator builds through __init__, or leaves to cattrs ------------------------
