@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import types
+import typing
 from typing import Any
 
 import attrs
@@ -227,7 +228,7 @@ def test_numeric_identifiers_are_checked(
 
 @pytest.mark.parametrize("name", ["chat_id", "session_id"])
 def test_numeric_identifiers_take_the_largest_64_bit_id(name: str) -> None:
-    assert getattr(DialogGet(**{name: 2**63 - 1}), name) == 2**63 - 1
+    assert getattr(DialogGet(**{name: typing.cast(Any, 2**63 - 1)}), name) == 2**63 - 1
 
 
 class _Chat(enum.IntEnum):
