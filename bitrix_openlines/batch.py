@@ -193,16 +193,24 @@ def holds_batch_reference(params: WireParams) -> bool:
 
 @attrs.define(slots=True, eq=False)
 class _Pending:
-    """One unique request in flight, and the inputs waiting on it."""
+    """One unique request in flight, and the inputs waiting on it.
+
+    The first input that made it is kept in ``index`` and ``query``; identical later
+    inputs, which share its outcome, in ``duplicates`` (no list for the common case).
+    """
 
     request: Method[Any]
     method: str
     command: str
-    indices: list[tuple[int, Any]]
+    index: int
+    query: Any
+    duplicates: list[tuple[int, Any]] | None = None
     attempts: int = 0
     started: float | None = None
     # The wire params of a request sent alone (one the portal would rewrite in a batch).
     alone: WireParams | None = None
+    # Set when a send ends: the final outcome, or None to send the request again.
+    outcome: BatchOutcome[Any] | None = None
 
 
 @attrs.frozen(slots=True)
@@ -307,7 +315,7 @@ class BatchJob:
         by_key: dict[str, _Pending] = {}
         ready: dict[int, BatchOutcome[Any]] = {}
         ready_fifo: deque[BatchOutcome[Any]] = deque()
-        in_flight: set[asyncio.Task[list[tuple[_Pending, BatchOutcome[Any] | None]]]] = set()
+        in_flight: set[asyncio.Task[list[_Pending]]] = set()
 
         def finish(outcome: BatchOutcome[Any]) -> None:
             if self._ordered:
@@ -339,19 +347,20 @@ class BatchJob:
                     index = next_index
                     next_index += 1
                     held += 1
-                    made = self._make_request(query)
+                    made = self._make_request(query, index)
                     if isinstance(made, _Bad):
                         finish(
                             self._outcome(index=index, query=query, request=None, error=made.error)
                         )
                         continue
                     pending = by_key.get(made.command)
-                    if pending is not None:
-                        pending.indices.append((index, query))
-                    else:
-                        made.indices.append((index, query))
+                    if pending is None:
                         by_key[made.command] = made
                         (queue if made.alone is None else alone).append(made)
+                    elif pending.duplicates is None:
+                        pending.duplicates = [(index, query)]
+                    else:
+                        pending.duplicates.append((index, query))
 
                 # 2. Send batches. Step 1 stopped because the input ended or the window is
                 # full, so nothing more can join a partial batch now: send it too. A
@@ -394,14 +403,15 @@ class BatchJob:
                 done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
                     in_flight.discard(task)
-                    for pending, outcome in task.result():
+                    for pending in task.result():
+                        outcome = pending.outcome
                         if outcome is None:
                             (queue if pending.alone is None else alone).appendleft(pending)
                             continue
                         del by_key[pending.command]
                         finish(outcome)
-                        if len(pending.indices) > 1:
-                            for index, query in pending.indices[1:]:
+                        if pending.duplicates is not None:
+                            for index, query in pending.duplicates:
                                 # A duplicate shares the outcome of the one request sent.
                                 finish(attrs.evolve(outcome, index=index, query=query))
         finally:
@@ -410,7 +420,7 @@ class BatchJob:
             if in_flight:
                 await asyncio.gather(*in_flight, return_exceptions=True)
 
-    def _make_request(self, query: Any) -> _Pending | _Bad:
+    def _make_request(self, query: Any, index: int) -> _Pending | _Bad:
         # Encoded once, here: the command string is the dedup key and what is sent. A
         # value that cannot be sent (a lone surrogate, a huge number) fails here, for
         # this query alone.
@@ -424,7 +434,7 @@ class BatchJob:
             error.__cause__ = exc
             return _Bad(error)
         if not holds_batch_reference(params):
-            return _Pending(request, method, command, [])
+            return _Pending(request, method, command, index, query)
         if self._send_single is None:
             return _Bad(
                 InvalidQueryError(
@@ -433,12 +443,11 @@ class BatchJob:
                     "job cannot send calls alone"
                 )
             )
-        return _Pending(request=request, method=method, command=command, indices=[], alone=params)
+        return _Pending(request, method, command, index, query, alone=params)
 
-    async def _send(
-        self, chunk: list[_Pending]
-    ) -> list[tuple[_Pending, BatchOutcome[Any] | None]]:
-        """Send one ``batch``; return each request's outcome, or ``None`` to re-queue it."""
+    async def _send(self, chunk: list[_Pending]) -> list[_Pending]:
+        """Send one ``batch``; return its requests, each with its ``outcome`` set (or
+        ``None``, to send it again)."""
         policy = self._policy
         budget = self._budget
         now = policy.clock()
@@ -446,7 +455,7 @@ class BatchJob:
             if pending.started is None:
                 pending.started = now
         pause = max(budget.pause_remaining(p.method) for p in chunk)
-        settled: list[tuple[_Pending, BatchOutcome[Any] | None]] = []
+        settled: list[_Pending] = []
         if pause > 0:
             # A paused method: the commands whose deadline comes first fail now, rather
             # than wait past it; the others wait for the reset.
@@ -457,7 +466,8 @@ class BatchJob:
                 if error is None:
                     waiting.append(pending)
                 else:
-                    settled.append((pending, self._failure(pending, error)))
+                    pending.outcome = self._failure(pending, error)
+                    settled.append(pending)
             chunk = waiting
             if not chunk:
                 return settled
@@ -479,7 +489,9 @@ class BatchJob:
             )
         except OpenLinesError as error:
             # The whole batch failed after the policy's last attempt: every command fails.
-            return settled + [(p, self._failure(p, error)) for p in chunk]
+            for pending in chunk:
+                pending.outcome = self._failure(pending, error)
+            return settled + chunk
         rate_limited = False
         # The commands' time blocks count for their methods only where the portal bills
         # them so (not where they carry copies of batch's own total: that pauses batch).
@@ -488,7 +500,8 @@ class BatchJob:
             command = parsed[key]
             if per_method:
                 budget.observe(pending.method, command.time)
-            settled.append((pending, self._settle(pending, command, reset_at)))
+            pending.outcome = self._settle(pending, command, reset_at)
+            settled.append(pending)
             # A bucket refusal (not a method's budget: that pauses the method instead).
             refusal = command.error
             if isinstance(refusal, RateLimitError) and not isinstance(
@@ -500,9 +513,7 @@ class BatchJob:
             await self._on_rate_limited()
         return settled
 
-    async def _send_alone(
-        self, pending: _Pending
-    ) -> list[tuple[_Pending, BatchOutcome[Any] | None]]:
+    async def _send_alone(self, pending: _Pending) -> list[_Pending]:
         """Send one request as a single call; its outcome is final (the session retried)."""
         send = self._send_single
         params = pending.alone
@@ -513,12 +524,16 @@ class BatchJob:
             answer = await send(pending.method, params, idempotent=kind.__idempotent__)
             result = structure_result(answer.envelope["result"], kind.__returns__, pending.method)
         except OpenLinesError as error:
-            return [(pending, self._failure(pending, error))]
-        index, query = pending.indices[0]
-        outcome = self._outcome(
-            index=index, query=query, request=pending.request, result=result, time=answer.time
+            pending.outcome = self._failure(pending, error)
+            return [pending]
+        pending.outcome = self._outcome(
+            index=pending.index,
+            query=pending.query,
+            request=pending.request,
+            result=result,
+            time=answer.time,
         )
-        return [(pending, outcome)]
+        return [pending]
 
     def _settle(
         self, pending: _Pending, command: CommandResult, reset_at: float | None
@@ -537,9 +552,10 @@ class BatchJob:
                 )
             except DecodeError as decode_error:
                 return self._failure(pending, decode_error)
-            index, query = pending.indices[0]
             # Positional: (index, query, request, result, error, time), as declared.
-            return self._outcome(index, query, pending.request, result, None, command.time)
+            return self._outcome(
+                pending.index, pending.query, pending.request, result, None, command.time
+            )
         idempotent = type(pending.request).__idempotent__
         if isinstance(error, RateLimitError):
             transient = True  # the command did not run: safe to send again
@@ -560,8 +576,9 @@ class BatchJob:
         return self._failure(pending, error)
 
     def _failure(self, pending: _Pending, error: OpenLinesError) -> BatchOutcome[Any]:
-        index, query = pending.indices[0]
-        return self._outcome(index=index, query=query, request=pending.request, error=error)
+        return self._outcome(
+            index=pending.index, query=pending.query, request=pending.request, error=error
+        )
 
 
 def _keep(text: str) -> str:
