@@ -36,7 +36,7 @@ from cattrs.errors import (
 from cattrs.gen import make_dict_structure_fn, override
 
 from bitrix_openlines.errors import DecodeError
-from bitrix_openlines.types.dialog import Dialog
+from bitrix_openlines.types.dialog import NO_EXTRA, Dialog, Extra
 
 __all__ = ["converter", "describe_error", "structure", "structure_result"]
 
@@ -370,7 +370,7 @@ def _make_extra_keeping_hook(cls: type[Any]) -> Callable[[Any, Any], Any]:
         instance = base(value, cls)
         # Usually every key is known: one C-level pass over the keys says so.
         if not known.issuperset(value):
-            extra = {key: item for key, item in value.items() if key not in known}
+            extra = Extra({key: item for key, item in value.items() if key not in known})
             object.__setattr__(instance, "extra", extra)
             if after is not None:
                 after(instance)
@@ -608,6 +608,8 @@ def _generate_fast(cls: type, *, counted: bool = True) -> Callable[[Any], Any] |
         "_exact_items": _exact_items,
         "_fromisoformat": datetime.fromisoformat,
         "_UTC": UTC,
+        "_NO_EXTRA": NO_EXTRA,
+        "_Extra": Extra,
     }
 
     def bind(prefix: str, value: Any) -> str:
@@ -631,7 +633,9 @@ def _generate_fast(cls: type, *, counted: bool = True) -> Callable[[Any], Any] |
     args: list[str] = []
     for index, field in enumerate(fields):
         if keeps_extra and field.name == "extra":
-            args.append("{}")  # filled below when the object has keys the class does not know
+            # The shared empty one; replaced below when the object has keys the class
+            # does not know.
+            args.append("_NO_EXTRA")
             continue
         v = f"a{index}"
         args.append(v)
@@ -694,7 +698,7 @@ def _generate_fast(cls: type, *, counted: bool = True) -> Callable[[Any], Any] |
             f"if len(o) != {len(names['_known'])} - m:"
             if counting
             else "if not _known.issuperset(o):",
-            "    extra = {key: item for key, item in o.items() if key not in _known}",
+            "    extra = _Extra({key: item for key, item in o.items() if key not in _known})",
             "    _setattr(instance, 'extra', extra)",
             *(["    _after(instance)"] if after is not None else []),
         ]

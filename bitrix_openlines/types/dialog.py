@@ -18,15 +18,18 @@ has a default.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final, NoReturn
 
 import attrs
 
 __all__ = [
+    "NO_EXTRA",
     "CrmBindings",
     "Dialog",
     "EntityLink",
+    "Extra",
     "LastMessageViews",
     "Permissions",
     "ReadEntry",
@@ -61,6 +64,33 @@ def chat_id_from_dialog_id(dialog_id: str) -> int:
             f"got {dialog_id!r}"
         )
     return int(match.group(1))
+
+
+class Extra(dict[str, Any]):
+    """The keys of an answer the SDK does not know (yet), as ``extra``: a read-only dict.
+
+    It is a ``dict`` (``isinstance``, ``==``, ``json.dumps``, ``dict(extra)`` work as on any
+    dict) that refuses changes, as the frozen object holding it does. Every object without
+    unknown keys shares one empty ``Extra``, :data:`NO_EXTRA`: an empty dict of its own in
+    each object of every answer (eight per ``Dialog``) cost memory and, in a job that
+    keeps its dialogs, a seventh of the client's CPU in garbage collection.
+    """
+
+    __slots__ = ()
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise TypeError("extra is read-only, as the object holding it; copy it: dict(extra)")
+
+    __setitem__ = __delitem__ = _refuse
+    setdefault = pop = popitem = clear = update = __ior__ = _refuse
+
+    def __reduce__(self) -> tuple[type[Extra], tuple[dict[str, Any]]]:
+        # Pickled, copied and deep-copied as a plain dict of the same items, read-only again.
+        return (Extra, (dict(self),))
+
+
+NO_EXTRA: Final = Extra()
+"""The ``extra`` of every object that has no unknown keys (one shared empty ``Extra``)."""
 
 
 @attrs.frozen(slots=True)
@@ -145,7 +175,7 @@ class Restrictions:
     leave_owner: bool | None = None
     send: bool | None = None
     user_list: bool | None = None
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
+    extra: Mapping[str, Any] = attrs.field(default=NO_EXTRA, eq=False, repr=False)
 
 
 @attrs.frozen(slots=True)
@@ -161,7 +191,7 @@ class Permissions:
     manage_settings: str | None = None
     manage_messages: str | None = None
     can_post: str | None = None
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
+    extra: Mapping[str, Any] = attrs.field(default=NO_EXTRA, eq=False, repr=False)
 
 
 @attrs.frozen(slots=True)
@@ -171,7 +201,7 @@ class EntityLink:
     type: str | None = None
     url: str | None = None
     id: str | None = None
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
+    extra: Mapping[str, Any] = attrs.field(default=NO_EXTRA, eq=False, repr=False)
 
 
 @attrs.frozen(slots=True)
@@ -182,7 +212,7 @@ class ReadEntry:
     user_name: str | None = None
     message_id: int | None = None
     date: datetime | None = None
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
+    extra: Mapping[str, Any] = attrs.field(default=NO_EXTRA, eq=False, repr=False)
 
 
 @attrs.frozen(slots=True)
@@ -192,7 +222,7 @@ class Viewer:
     user_id: int
     user_name: str | None = None
     date: datetime | None = None
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
+    extra: Mapping[str, Any] = attrs.field(default=NO_EXTRA, eq=False, repr=False)
 
 
 @attrs.frozen(slots=True)
@@ -202,7 +232,7 @@ class LastMessageViews:
     message_id: int | None = None
     first_viewers: tuple[Viewer, ...] = ()
     count_of_viewers: int = 0
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
+    extra: Mapping[str, Any] = attrs.field(default=NO_EXTRA, eq=False, repr=False)
 
 
 def _part(parts: list[str], index: int) -> str:
@@ -387,7 +417,7 @@ class Dialog:
     last_message_views: LastMessageViews | None = None
     # Seen on current portals only.
     disappearing_time: int | None = None
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
+    extra: Mapping[str, Any] = attrs.field(default=NO_EXTRA, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         # Portals of 2024 answer "dialog_id": null; the id is always "chat<ID>".

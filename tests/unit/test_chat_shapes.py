@@ -12,6 +12,8 @@ when it is positive).
 from __future__ import annotations
 
 import copy
+import json
+import pickle
 import traceback
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,11 +28,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bitrix_openlines import Dialog, RetryPolicy
-from bitrix_openlines._convert import describe_error, structure
+from bitrix_openlines._convert import converter, describe_error, structure
 from bitrix_openlines.errors import DecodeError
 from bitrix_openlines.types.dialog import (
+    NO_EXTRA,
     CrmBindings,
     EntityLink,
+    Extra,
     LastMessageViews,
     Permissions,
     ReadEntry,
@@ -290,7 +294,91 @@ def test_nested_extras_are_outside_equality_and_hash() -> None:
     assert "path" not in repr(with_extra)
     assert ReadEntry(user_id=5, extra={"a": 1}) == ReadEntry(user_id=5)
     assert Viewer(user_id=5).extra == {}
-    assert Viewer(user_id=5).extra is not Viewer(user_id=6).extra  # never shared
+    # The empty extra is one shared read-only dict: no object can change another's.
+    first, second = Viewer(user_id=5), Viewer(user_id=6)
+    with pytest.raises(TypeError, match="read-only"):
+        first.extra["x"] = 1  # type: ignore[index]
+    assert second.extra == {}
+    assert first.extra == {}
+
+
+def _extras(dialog: Dialog) -> list[Any]:
+    """The ``extra`` of the dialog and of each nested object that keeps one."""
+    nested: list[Any] = [
+        dialog.restrictions,
+        dialog.entity_link,
+        dialog.permissions,
+        dialog.last_message_views,
+        *dialog.readed_list,
+    ]
+    if dialog.last_message_views is not None:
+        nested += dialog.last_message_views.first_viewers
+    return [dialog.extra] + [item.extra for item in nested if item is not None]
+
+
+@pytest.mark.parametrize("path", ["fast", "detailed"])
+def test_objects_without_unknown_keys_share_the_empty_extra(
+    docs_examples: Path, path: str
+) -> None:
+    body = _result(docs_examples, CURRENT)
+    dialog = structure(body, Dialog) if path == "fast" else converter.structure(body, Dialog)
+    extras = _extras(dialog)
+    assert len(extras) >= 7
+    assert all(extra is NO_EXTRA for extra in extras)
+
+
+@pytest.mark.parametrize("path", ["fast", "detailed"])
+def test_unknown_keys_are_a_read_only_extra(docs_examples: Path, path: str) -> None:
+    body = copy.deepcopy(_result(docs_examples, CURRENT))
+    body["new_field"] = {"a": [1, 2]}
+    body["restrictions"]["path"] = "/x"
+    dialog = structure(body, Dialog) if path == "fast" else converter.structure(body, Dialog)
+    assert type(dialog.extra) is Extra
+    assert dialog.extra == {"new_field": {"a": [1, 2]}}
+    assert dialog.restrictions is not None
+    assert type(dialog.restrictions.extra) is Extra
+    assert dialog.restrictions.extra == {"path": "/x"}
+    assert isinstance(dialog.extra, dict)
+    assert json.loads(json.dumps(dialog.extra)) == {"new_field": {"a": [1, 2]}}
+    assert dict(dialog.extra) == {"new_field": {"a": [1, 2]}}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda e: e.__setitem__("k", 1),
+        lambda e: e.__delitem__("new_field"),
+        lambda e: e.setdefault("k", 1),
+        lambda e: e.pop("new_field"),
+        lambda e: e.popitem(),
+        lambda e: e.clear(),
+        lambda e: e.update(k=1),
+        lambda e: e.__ior__({"k": 1}),
+    ],
+)
+@pytest.mark.parametrize("extra", [Extra({"new_field": 1}), NO_EXTRA], ids=["full", "empty"])
+def test_extra_refuses_every_change(extra: Extra, change: Any) -> None:
+    before = dict(extra)
+    with pytest.raises(TypeError, match="read-only"):
+        change(extra)
+    assert dict(extra) == before
+
+
+@pytest.mark.parametrize(
+    "copier",
+    [copy.copy, copy.deepcopy, lambda value: pickle.loads(pickle.dumps(value))],
+    ids=["copy", "deepcopy", "pickle"],
+)
+def test_extra_survives_copies_read_only(copier: Any) -> None:
+    extra = Extra({"a": [1]})
+    copied = copier(extra)
+    assert type(copied) is Extra
+    assert copied == {"a": [1]}
+    with pytest.raises(TypeError, match="read-only"):
+        copied["b"] = 2
+    dialog = copier(Restrictions(avatar=True, extra=extra))
+    assert type(dialog.extra) is Extra
+    assert dialog.extra == {"a": [1]}
 
 
 # -- mute_list: a list of ids, or a map of id to flag --------------------------------------
