@@ -15,6 +15,7 @@ import codecs
 import gc
 import json
 import sys
+import types
 import weakref
 from typing import Any
 
@@ -257,3 +258,73 @@ async def test_calls_in_flight_are_counted_through_aiohttp() -> None:
             assert client.calls_in_flight == 0
         assert len(recorded(mocked, "POST", url)) == 5
     assert results == [{"id": 1}] * 5
+
+
+# -- call_raw's checks, and what is made once --------------------------------------------
+
+
+class _Name(str):
+    """A str subclass: checked every time (only plain str names are remembered)."""
+
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        "",
+        "1profile",
+        "imopenlines..dialog",
+        "imopenlines.dialog.get.json/x",
+        "a b",
+        "\u212aey",
+        13,
+        None,
+    ],
+    ids=repr,
+)
+async def test_call_raw_refuses_what_is_not_a_method_name(method: Any) -> None:
+    with aioresponses() as mocked:
+        async with make_client() as client:
+            for _ in range(2):  # refused again: a refusal is not remembered
+                with pytest.raises(ValueError, match="method must be a REST method name"):
+                    await client.call_raw(method)
+        assert not mocked.requests
+
+
+async def test_call_raw_checks_its_params_before_any_request() -> None:
+    with aioresponses() as mocked:
+        async with make_client() as client:
+            with pytest.raises(TypeError, match="params must be a mapping, got list"):
+                await client.call_raw(DIALOG_GET, [("CHAT_ID", 1)])  # type: ignore[arg-type]
+        assert not mocked.requests
+
+
+async def test_call_raw_remembers_at_most_so_many_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bitrix_openlines import client as client_module
+
+    monkeypatch.setattr(client_module, "_METHOD_NAMES", set())
+    monkeypatch.setattr(client_module, "_MAX_METHOD_NAMES", 3)
+    names = [f"x.method{i}" for i in range(6)]
+    with aioresponses() as mocked:
+        for name in names:
+            mocked.post(webhook_url(name), payload={"result": name}, repeat=True)
+        async with make_client() as client:
+            for name in [*names, *names, _Name("x.method0")]:
+                assert await client.call_raw(name, types.MappingProxyType({"A": 1})) == name
+            with pytest.raises(ValueError, match="REST method name"):
+                await client.call_raw(_Name("x..bad"))
+    assert set(names[:3]) == client_module._METHOD_NAMES
+
+
+def test_an_endpoint_is_made_once_per_method_for_the_first_methods() -> None:
+    credentials = webhook_auth()._credentials
+    first = credentials.endpoint(DIALOG_GET)
+    assert credentials.endpoint(DIALOG_GET) is first
+    assert first.reveal() == webhook_url(DIALOG_GET)
+    # Past the bound, endpoints are still right, made afresh each time.
+    names = [f"x.method{i}" for i in range(100)]
+    urls = [credentials.endpoint(name) for name in names]
+    assert [url.reveal() for url in urls] == [webhook_url(name) for name in names]
+    assert credentials.endpoint(names[0]) is urls[0]
+    assert credentials.endpoint(names[-1]) is not urls[-1]
+    assert credentials.endpoint(names[-1]).reveal() == webhook_url(names[-1])
+    assert "q8w7e6r5" not in repr(credentials)
