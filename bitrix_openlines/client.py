@@ -57,6 +57,8 @@ def _is_method_name(method: object) -> bool:
     if type(method) is str and len(_METHOD_NAMES) < _MAX_METHOD_NAMES:
         _METHOD_NAMES.add(method)
     return True
+
+
 _DEFAULT = RateLimit.standard()
 """The default ``rate_limit``: the standard plans' bucket."""
 
