@@ -284,7 +284,11 @@ def _loads(raw: RawResponse) -> Any:
     long way. No variable holds the body or its text (an error page may echo a secret).
     """
     if raw.body[:1] == b"{" and raw.body[1:2] != b"\x00" and raw.body.isascii():
-        value, end = _scan(raw.body.decode("ascii"), 0)
+        try:
+            value, end = _scan(raw.body.decode("ascii"), 0)
+        except StopIteration:
+            # No value where one must start (b'{"a":'): json.loads words the error.
+            return json.loads(raw.body)
         if end == len(raw.body):
             return value
     return json.loads(raw.body)
