@@ -129,6 +129,9 @@ def _check_scheme(parameter: str, scheme: str, host: str, allow_http: bool) -> N
         )
 
 
+_MAX_ENDPOINTS = 64
+
+
 @attrs.frozen(slots=True, repr=False)
 class Credentials:
     """Where one call goes, and the token it carries: its repr shows neither.
@@ -147,6 +150,8 @@ class Credentials:
     token: str | None = None
     _base: Secret = attrs.field(init=False, eq=False)
     _auth: Secret | None = attrs.field(init=False, eq=False)
+    # The endpoint of each method called, made once (the first _MAX_ENDPOINTS methods).
+    _endpoints: dict[str, SecretURL] = attrs.field(init=False, eq=False, factory=dict)
 
     def __attrs_post_init__(self) -> None:
         # Built once per credentials: a call only wraps them.
@@ -163,7 +168,12 @@ class Credentials:
 
     def endpoint(self, method: str) -> SecretURL:
         """Return the URL of ``method``, in a wrapper that masks it."""
-        return SecretURL(self._base, f"{method}.json")
+        url = self._endpoints.get(method)
+        if url is None:
+            url = SecretURL(self._base, f"{method}.json")
+            if len(self._endpoints) < _MAX_ENDPOINTS:
+                self._endpoints[method] = url
+        return url
 
     def body(self, body: bytes) -> bytes | SecretBody:
         """Return a call's JSON ``body`` with the token as ``auth`` (in a masking wrapper)."""

@@ -43,6 +43,22 @@ T = TypeVar("T")
 DialogQuery = DialogGet | Mapping[str, Any]
 
 _METHOD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*")
+# Names that passed _METHOD_NAME: an application calls a few methods, again and again.
+_METHOD_NAMES: set[str] = set()
+_MAX_METHOD_NAMES = 256
+
+
+def _is_method_name(method: object) -> bool:
+    """Whether ``method`` is a REST method name (a ``str`` that ``_METHOD_NAME`` matches)."""
+    if type(method) is str and method in _METHOD_NAMES:
+        return True
+    if not isinstance(method, str) or not _METHOD_NAME.fullmatch(method):
+        return False
+    if type(method) is str and len(_METHOD_NAMES) < _MAX_METHOD_NAMES:
+        _METHOD_NAMES.add(method)
+    return True
+
+
 _DEFAULT = RateLimit.standard()
 """The default ``rate_limit``: the standard plans' bucket."""
 
@@ -209,9 +225,9 @@ class OpenLinesClient:
             idempotent: Whether it is safe to retry on 5xx and dropped connections;
                 ``None`` takes the registered method's declaration, else ``False``.
         """
-        if not isinstance(method, str) or not _METHOD_NAME.fullmatch(method):
+        if not _is_method_name(method):
             raise ValueError(f"method must be a REST method name like 'profile', got {method!r}")
-        if params is not None and not isinstance(params, Mapping):
+        if params is not None and type(params) is not dict and not isinstance(params, Mapping):
             raise TypeError(f"params must be a mapping, got {type(params).__name__}")
         if idempotent is None:
             try:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from asyncio import current_task
 from typing import Any
 
 import attrs
@@ -178,19 +179,24 @@ class Session:
     def _enter(self, method: str) -> asyncio.Task[Any] | None:
         if self._closed:
             raise self._closed_error(method)
-        task = asyncio.current_task()
+        task = current_task()
         if task is not None:
-            self._calls[task] = self._calls.get(task, 0) + 1
+            calls = self._calls
+            calls[task] = calls.get(task, 0) + 1
         return task
 
     def _leave(self, task: asyncio.Task[Any] | None) -> None:
         if task is None:
             return
-        depth = self._calls.get(task, 0) - 1
-        if depth > 0:
-            self._calls[task] = depth
-            return
-        self._calls.pop(task, None)
+        calls = self._calls
+        depth = calls.pop(task) - 1
+        if depth:
+            calls[task] = depth  # a call made from inside another, on the same task
+        elif self._closing or self._drained is not None:
+            self._left_while_closing(task)
+
+    def _left_while_closing(self, task: asyncio.Task[Any]) -> None:
+        # close() waits: the last of the tasks it cancelled to leave ends the wait.
         self._closing.discard(task)
         drained = self._drained
         if (
@@ -212,10 +218,21 @@ class Session:
             commands: How many commands the request carries (a batch's size, for hooks).
         """
         task = self._enter(method)
+        call = _Call(method, params, idempotent, commands, self.retry.clock())
         try:
-            return await self._call(
-                _Call(method, params, idempotent, commands, self.retry.clock())
-            )
+            # The first attempt goes out without the retry machinery (most calls need
+            # none); a retryable failure hands over to the tenacity loop.
+            try:
+                return await self._attempt(call)
+            except OpenLinesError as error:
+                # Pacing answers that escaped the attempt ran out of deadline: final.
+                if (
+                    self.retry.paces(error)
+                    or self.retry.reason(error, idempotent=idempotent) is None
+                ):
+                    raise
+                first_error = error
+            return await self._retry(call, first_error)
         except asyncio.CancelledError:
             if task is not None and task in self._closing:
                 self._closing.discard(task)
@@ -227,20 +244,11 @@ class Session:
         finally:
             self._leave(task)
 
-    async def _call(self, call: _Call) -> Answer:
-        idempotent = call.idempotent
-        # The first attempt goes out without the retry machinery (most calls need none);
-        # a retryable failure hands over to the tenacity loop.
-        try:
-            return await self._attempt(call)
-        except OpenLinesError as error:
-            # Pacing answers that escaped the attempt ran out of deadline: final.
-            if self.retry.paces(error) or self.retry.reason(error, idempotent=idempotent) is None:
-                raise
-            first_error = error
+    async def _retry(self, call: _Call, first_error: OpenLinesError) -> Answer:
+        """The attempts after a retryable first failure, run by tenacity."""
         async for attempt in retrying(
             self.retry,
-            idempotent=idempotent,
+            idempotent=call.idempotent,
             on_retry=lambda error, number, reason, delay: self._retrying(
                 call, error, reason, delay
             ),
@@ -257,7 +265,7 @@ class Session:
         """One attempt: pacing answers and token refreshes are handled inside it."""
         # The credentials whose token this attempt refreshed, and the ones its last
         # refresh gave (kept as Credentials: no variable holds a token as text).
-        refreshed: list[Credentials] = []
+        refreshed: tuple[Credentials, ...] = ()
         given: Credentials | None = None
         while True:
             if self._closed:
@@ -289,7 +297,7 @@ class Session:
                     or not await self._refresh(credentials)
                 ):
                     raise
-                refreshed.append(credentials)
+                refreshed = (*refreshed, credentials)
                 given = await self.auth.credentials()
             except RateLimitError as error:
                 if not self.retry.paces(error) or not self._may_pace(call, error, budget):
@@ -313,8 +321,10 @@ class Session:
         self, call: _Call, credentials: Credentials, budget: OperatingBudget
     ) -> Answer:
         method = call.method
-        portal = self.auth.portal
-        started = time.perf_counter()
+        # A request event or a debug line is built only for those who read it; the
+        # clock is read only then.
+        reported = self._observes_requests or logger.isEnabledFor(logging.DEBUG)
+        started = time.perf_counter() if reported else 0.0
         status: int | None = None
         error_code: str | None = None
         try:
@@ -335,23 +345,21 @@ class Session:
         except RateLimitError as error:
             error_code = error.code
             if self.limiter is not None and not isinstance(error, OverloadError):
-                await self.limiter.penalize(portal)
+                await self.limiter.penalize(self.auth.portal)
             raise
         except OpenLinesError as error:
             error_code = error.code or type(error).__name__
             raise
         finally:
-            # Built only for those who read it: a DEBUG log, an on_request hook.
-            if self._debug or self._observes_requests:
-                self._report(call, portal, status, error_code, time.perf_counter() - started)
+            if reported:
+                self._report(call, status, error_code, time.perf_counter() - started)
         time_info = TimeInfo.from_wire(envelope.get("time"))
         budget.observe(method, time_info)
-        return Answer(envelope=envelope, time=time_info)
+        return Answer(envelope, time_info)
 
     def _report(
         self,
         call: _Call,
-        portal: str,
         status: int | None,
         error_code: str | None,
         duration: float,
@@ -369,7 +377,7 @@ class Session:
                 self.hooks.on_request,
                 RequestEvent(
                     method=call.method,
-                    portal=portal,
+                    portal=self.auth.portal,
                     attempt=call.retries + 1,
                     status=status,
                     error_code=error_code,
@@ -377,10 +385,6 @@ class Session:
                     commands=call.commands,
                 ),
             )
-
-    @property
-    def _debug(self) -> bool:
-        return logger.isEnabledFor(logging.DEBUG)
 
     async def _refresh(self, stale: Credentials) -> bool:
         """Refresh through the auth; ``False`` when these credentials cannot be refreshed."""

@@ -208,7 +208,7 @@ class Transport:
         headers: Mapping[str, str] | None = None,
     ) -> RawResponse:
         session = self._get_session()
-        if "User-Agent" not in session.headers:
+        if not self._owned and "User-Agent" not in session.headers:
             # A borrowed session without its own User-Agent still names the SDK.
             headers = {**(headers or {})}
             headers.setdefault("User-Agent", _USER_AGENT)
@@ -315,11 +315,14 @@ async def _read(
                 str(response.url.origin()), response.headers.get("Location", ""), redact
             )
             return _Redirect(status, new_address, where)
+        headers = response.headers
+        content_type = headers.get("Content-Type", "")
         declared = response.content_length
         # A compressed body's length says nothing of what it decompresses to.
-        identity = response.headers.get("Content-Encoding", "identity").lower() == "identity"
-        content_type = response.headers.get("Content-Type", "")
-        if identity and declared is not None:
+        if (
+            declared is not None
+            and headers.get("Content-Encoding", "identity").lower() == "identity"
+        ):
             if declared > cap:
                 response.close()
                 return _TooLarge(status, cap)

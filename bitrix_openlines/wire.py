@@ -159,9 +159,34 @@ def _text(name: str, text: str) -> str:
     return text
 
 
+# One encoder for every body (``json.dumps`` with options builds a new one per call):
+# compact, UTF-8 as it is. Wire values are str, list and dict only, built afresh by
+# to_wire, so no cycle can reach it: no circular-reference bookkeeping.
+_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
+
+
+def _c_encoder() -> Callable[[WireParams, int], list[str]] | None:
+    """The C encoder ``_ENCODER`` would build for each body, built once; ``None`` without C."""
+    try:
+        from _json import encode_basestring, make_encoder
+    except ImportError:  # no C accelerator (PyPy, a stripped build)
+        return None
+    return make_encoder(
+        None, _ENCODER.default, encode_basestring, None, ":", ",", False, False, True
+    )
+
+
+_encode: Callable[[WireParams, int], list[str]] | None = _c_encoder()
+
+
 def json_body(wire: WireParams) -> bytes:
-    """Encode a single call's parameters as its JSON body."""
-    return json.dumps(wire, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    """Encode a single call's parameters as its JSON body (compact, UTF-8 as it is).
+
+    The same bytes as ``json.dumps(wire, ensure_ascii=False, separators=(",", ":"))``.
+    """
+    if _encode is None:
+        return _ENCODER.encode(wire).encode("utf-8")
+    return "".join(_encode(wire, 0)).encode("utf-8")
 
 
 def _pairs(prefix: str, value: WireValue) -> Iterable[tuple[str, str]]:
@@ -252,14 +277,43 @@ def _undecodable(what: str, raw: RawResponse, method: str | None, redact: Redact
     return DecodeError(f"{what}: {excerpt!r}", status=raw.status, method=method, excerpt=excerpt)
 
 
+def _blank(body: bytes) -> bool:
+    # not body.strip(), without copying the body.
+    return not body or body.isspace()
+
+
+_DECODER: Final = json.JSONDecoder()
+_scan: Final[Callable[[str, int], tuple[Any, int]]] = _DECODER.scan_once  # type: ignore[attr-defined]
+
+
+def _loads(raw: RawResponse) -> Any:
+    """``json.loads(raw.body)``: the same value, the same errors; quicker for the usual body.
+
+    The usual body is an ASCII object (Bitrix24 escapes other characters), so its text is
+    as long as its bytes: the object that starts at 0 is scanned at once, without the
+    encoding detection and the whitespace checks around it. A ``NUL`` second byte would
+    make it UTF-16 to ``json.loads``. Anything else, or text after the object, takes the
+    long way. No variable holds the body or its text (an error page may echo a secret).
+    """
+    if raw.body[:1] == b"{" and raw.body[1:2] != b"\x00" and raw.body.isascii():
+        try:
+            value, end = _scan(raw.body.decode("ascii"), 0)
+        except StopIteration:
+            # No value where one must start (b'{"a":'): json.loads words the error.
+            return json.loads(raw.body)
+        if end == len(raw.body):
+            return value
+    return json.loads(raw.body)
+
+
 def decode_json(raw: RawResponse, method: str | None, redact: Redact = _keep) -> dict[str, Any]:
     """Parse the body as a JSON object, or raise :class:`DecodeError` with an excerpt."""
-    if not raw.body.strip():
+    if _blank(raw.body):
         raise DecodeError(
             "the portal sent an empty body", status=raw.status, method=method, excerpt=""
         )
     try:
-        value = json.loads(raw.body)
+        value = _loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError):
         # RecursionError: a body nested deeper than the JSON parser goes (b"[" * 10**5).
         what = "an HTML page" if raw.body.lstrip()[:1] == b"<" else "a body that is not JSON"
@@ -298,7 +352,7 @@ def decode_envelope(
             the status is not 2xx.
         DecodeError: The body is not a JSON object, or is a 2xx without ``result``.
     """
-    if raw.status >= 400 and not raw.body.strip():
+    if raw.status >= 400 and _blank(raw.body):
         raise error_from_payload(
             {"error_description": f"HTTP {raw.status} with an empty body"},
             status=raw.status,
