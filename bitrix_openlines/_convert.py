@@ -36,7 +36,7 @@ from cattrs.errors import (
 from cattrs.gen import make_dict_structure_fn, override
 
 from bitrix_openlines.errors import DecodeError
-from bitrix_openlines.types.dialog import NO_EXTRA, Dialog, Extra
+from bitrix_openlines.types.dialog import NO_EXTRA, Dialog, Extra, Permissions, Restrictions
 
 __all__ = ["converter", "describe_error", "structure", "structure_result"]
 
@@ -343,6 +343,16 @@ def _name_from_title(dialog: Dialog) -> None:
 
 #: What to do once a class's ``extra`` is known (only when it has unknown keys).
 _AFTER_EXTRA: dict[type, Callable[[Any], None]] = {Dialog: _name_from_title}
+
+#: Nested objects whose few values repeat from chat to chat (the nine flags of
+#: ``restrictions``, the six roles of ``permissions``): an object without unknown keys is
+#: shared with every equal one the fast path made before, as Python shares small ints.
+#: They are frozen and their empty ``extra`` is the read-only ``NO_EXTRA``, so sharing
+#: is invisible but for ``is``; it saves an object (memory, garbage-collector work) per
+#: chat. At most ``_SHARED_MAX`` of each are remembered: values from the network are not
+#: trusted to repeat.
+_SHARED: dict[type, dict[tuple[Any, ...], Any]] = {Restrictions: {}, Permissions: {}}
+_SHARED_MAX = 256
 
 
 def _keeps_extra(tp: Any) -> bool:
@@ -670,6 +680,22 @@ def _generate_fast(cls: type, *, counted: bool = True) -> Callable[[Any], Any] |
             hook = bind("h", override_.struct_hook)
             as_ = overrides_as.get(field.name, object)  # object: no check, the hook decides
             lines += _conversion(v, as_, hook, tp_name, bind, missing)
+    shared = _SHARED.get(cls) if keeps_extra else None
+    if shared is not None:
+        # An object without unknown keys is the one made before from the same values.
+        names["_shared"] = shared
+        names["_known"] = frozenset(f.name for f in fields if f.name != "extra")
+        key = ", ".join(arg for arg in args if arg != "_NO_EXTRA")
+        lines += [
+            f"unknown = len(o) != {len(names['_known'])} - m"
+            if counting
+            else "unknown = not _known.issuperset(o)",
+            "if not unknown:",
+            f"    values = ({key},)",
+            "    made = _shared.get(values)",
+            "    if made is not None:",
+            "        return made",
+        ]
     builder = _builder(cls)
     setters = _slot_setters(cls)
     if builder is not None:
@@ -694,14 +720,20 @@ def _generate_fast(cls: type, *, counted: bool = True) -> Callable[[Any], Any] |
         names["_setattr"] = object.__setattr__
         after = _AFTER_EXTRA.get(cls)
         names["_after"] = after
+        if shared is not None:
+            condition = "if unknown:"
+        elif counting:
+            condition = f"if len(o) != {len(names['_known'])} - m:"
+        else:
+            condition = "if not _known.issuperset(o):"
         lines += [
-            f"if len(o) != {len(names['_known'])} - m:"
-            if counting
-            else "if not _known.issuperset(o):",
+            condition,
             "    extra = _Extra({key: item for key, item in o.items() if key not in _known})",
             "    _setattr(instance, 'extra', extra)",
             *(["    _after(instance)"] if after is not None else []),
         ]
+        if shared is not None:
+            lines += [f"elif len(_shared) < {_SHARED_MAX}:", "    _shared[values] = instance"]
     lines.append("return instance")
     source = "def fast(o):\n" + "".join(f"    {line}\n" for line in lines)
     variant = "" if counted or not keeps_extra else " (few keys)"

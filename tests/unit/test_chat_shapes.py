@@ -15,6 +15,7 @@ import copy
 import json
 import pickle
 import traceback
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -379,6 +380,60 @@ def test_extra_survives_copies_read_only(copier: Any) -> None:
     dialog = copier(Restrictions(avatar=True, extra=extra))
     assert type(dialog.extra) is Extra
     assert dialog.extra == {"a": [1]}
+
+
+@pytest.fixture
+def empty_shared() -> Iterator[None]:
+    """Start with nothing remembered (the generated code holds the dicts: cleared in place)."""
+    from bitrix_openlines import _convert
+
+    saved = {cls: dict(shared) for cls, shared in _convert._SHARED.items()}
+    for shared in _convert._SHARED.values():
+        shared.clear()
+    yield
+    for cls, shared in _convert._SHARED.items():
+        shared.clear()
+        shared.update(saved[cls])
+
+
+@pytest.mark.usefixtures("empty_shared")
+def test_equal_flags_and_roles_are_one_shared_object(docs_examples: Path) -> None:
+    body = _result(docs_examples, CURRENT)
+    first, second = structure(copy.deepcopy(body), Dialog), structure(copy.deepcopy(body), Dialog)
+    assert first.restrictions is not None
+    assert first.restrictions is second.restrictions
+    assert first.permissions is second.permissions
+    # Not shared: other values, or keys of their own (their extra is their own).
+    other = copy.deepcopy(body)
+    other["restrictions"]["call"] = not body["restrictions"]["call"]
+    other["permissions"]["path"] = "/x"
+    third = structure(other, Dialog)
+    assert third.restrictions is not first.restrictions
+    assert third.restrictions == attrs.evolve(
+        first.restrictions, call=not body["restrictions"]["call"]
+    )
+    assert third.permissions is not first.permissions
+    assert third.permissions == first.permissions
+    assert third.permissions is not None
+    assert third.permissions.extra == {"path": "/x"}
+    assert first.permissions is not None
+    assert first.permissions.extra is NO_EXTRA
+
+
+@pytest.mark.usefixtures("empty_shared")
+def test_shared_objects_are_remembered_up_to_a_bound() -> None:
+    from bitrix_openlines import _convert
+
+    remembered = _convert._SHARED[Permissions]
+    made = [
+        structure({"manage_ui": f"role{i}", "can_post": "member"}, Permissions)
+        for i in range(_convert._SHARED_MAX + 50)
+    ]
+    assert len(remembered) == _convert._SHARED_MAX
+    # Past the bound each object is still right, only no longer shared.
+    assert [p.manage_ui for p in made] == [f"role{i}" for i in range(len(made))]
+    again = structure({"manage_ui": f"role{len(made) - 1}", "can_post": "member"}, Permissions)
+    assert again == made[-1]
 
 
 # -- mute_list: a list of ids, or a map of id to flag --------------------------------------
