@@ -497,7 +497,7 @@ class BatchJob:
         # them so (not where they carry copies of batch's own total: that pauses batch).
         per_method = budget.bills_commands(answer.time)
         for key, pending in zip(keys, chunk, strict=True):
-            command = parsed[key]
+            command = parsed.pop(key)
             if per_method:
                 budget.observe(pending.method, command.time)
             pending.outcome = self._settle(pending, command, reset_at)

@@ -569,10 +569,13 @@ class CommandResult:
     time: TimeInfo | None = None
 
 
-def _part(value: Any) -> Mapping[str, Any]:
+def _part(value: Any) -> dict[str, Any]:
     # Empty parts arrive as [] (a PHP empty array); list-style keys 0..n as a JSON list.
-    if isinstance(value, Mapping):
+    # A decoded answer's part is a dict, taken as it is (its entries are moved out).
+    if type(value) is dict:
         return value
+    if isinstance(value, Mapping):
+        return dict(value)
     if isinstance(value, list):
         return {str(index): item for index, item in enumerate(value)}
     return {}
@@ -586,6 +589,11 @@ def parse_batch_result(
     redact: Redact = _keep,
 ) -> dict[str, CommandResult]:
     """Split a ``batch`` call's ``result`` into one entry per command key.
+
+    Each command's result and ``time`` block are moved out of ``result`` into its entry,
+    so that the caller, taking the entries out one by one, frees each raw result once
+    it is done with it rather than holding all of them to the end of the batch (fewer
+    objects kept alive across garbage collections in a job that keeps its results).
 
     Args:
         result: The outer answer's ``result``.
@@ -607,7 +615,7 @@ def parse_batch_result(
     times = _part(result.get("result_time"))
     parsed: dict[str, CommandResult] = {}
     for key, method in methods.items():
-        time_info = TimeInfo.from_wire(times.get(key))
+        time_info = TimeInfo.from_wire(times.pop(key, None))
         if key in errors:
             payload = errors[key]
             if not isinstance(payload, Mapping):
@@ -617,7 +625,7 @@ def parse_batch_result(
             )
             parsed[key] = CommandResult(True, None, error, time_info)
         elif key in results:
-            parsed[key] = CommandResult(True, results[key], None, time_info)
+            parsed[key] = CommandResult(True, results.pop(key), None, time_info)
         else:
             parsed[key] = CommandResult(False)
     return parsed

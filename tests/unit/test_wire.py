@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
+import types
 from typing import Any
 from urllib.parse import quote_plus
 
@@ -12,10 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bitrix_openlines import UserCode
+from bitrix_openlines.errors import ApiError
 from bitrix_openlines.wire import (
     batch_command,
     http_build_query,
     json_body,
+    parse_batch_result,
     parse_form,
     to_wire,
 )
@@ -164,3 +167,60 @@ def _reference_pairs(prefix: str, value: Any) -> list[tuple[str, str]]:
         return [(prefix, value)]
     items = value.items() if isinstance(value, dict) else enumerate(value)
     return [pair for key, item in items for pair in _reference_pairs(f"{prefix}[{key}]", item)]
+
+
+# -- batch answers -------------------------------------------------------------------------
+
+
+def _batch_answer() -> dict[str, Any]:
+    return {
+        "result": {"c0": {"id": 1}, "c2": {"id": 3}},
+        "result_error": {"c1": {"error": "ACCESS_ERROR", "error_description": "no"}},
+        "result_total": [],
+        "result_next": [],
+        "result_time": {"c0": {"start": 1.0, "finish": 2.0}, "c1": {"start": 3.0}},
+    }
+
+
+def test_parse_batch_result_gives_each_command_its_result_error_or_absence() -> None:
+    methods = {"c0": "a.get", "c1": "b.get", "c2": "c.get", "c3": "d.get"}
+    parsed = parse_batch_result(_batch_answer(), methods)
+    assert list(parsed) == ["c0", "c1", "c2", "c3"]
+    assert parsed["c0"].found
+    assert parsed["c0"].result == {"id": 1}
+    assert parsed["c0"].error is None
+    assert parsed["c0"].time is not None
+    assert parsed["c0"].time.finish == 2.0
+    error = parsed["c1"].error
+    assert isinstance(error, ApiError)
+    assert error.code == "ACCESS_ERROR"
+    assert error.method == "b.get"
+    assert parsed["c1"].time is not None
+    assert parsed["c2"].result == {"id": 3}
+    assert parsed["c2"].time is None
+    assert not parsed["c3"].found
+    assert parsed["c3"].result is None
+
+
+def test_parse_batch_result_moves_the_results_out_of_a_decoded_answer() -> None:
+    # A decoded answer (dicts) gives its entries away: each raw result is then held by
+    # its entry alone, and freed with it.
+    answer = _batch_answer()
+    dialog = answer["result"]["c0"]
+    parsed = parse_batch_result(answer, {"c0": "a.get", "c2": "c.get"})
+    assert parsed["c0"].result is dialog
+    assert answer["result"] == {}
+    assert "c0" not in answer["result_time"]
+
+
+def test_parse_batch_result_leaves_other_mappings_as_they_are() -> None:
+    answer = _batch_answer()
+    frozen = types.MappingProxyType({**answer, "result": types.MappingProxyType(answer["result"])})
+    parsed = parse_batch_result(frozen, {"c0": "a.get", "c2": "c.get"})
+    assert parsed["c0"].result == {"id": 1}
+    assert dict(frozen["result"]) == {"c0": {"id": 1}, "c2": {"id": 3}}
+
+
+def test_parse_batch_result_reads_list_style_parts() -> None:
+    parsed = parse_batch_result({"result": [{"id": 1}, {"id": 2}]}, {"0": "a.get", "1": "a.get"})
+    assert parsed["1"].result == {"id": 2}
