@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import copy
+import pickle
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import attrs
 import cattrs
 import pytest
 from _unit_helpers import DIALOG_GET, load_example, make_client, webhook_url
@@ -644,3 +646,24 @@ def _with_the_converter(block: Any) -> TimeInfo | None:
 @settings(max_examples=400, deadline=None)
 def test_the_fast_time_reader_agrees_with_the_converter(block: dict[str, Any]) -> None:
     assert TimeInfo.from_wire(block) == _with_the_converter(block)
+
+
+def test_time_info_from_wire_is_exactly_a_frozen_time_info() -> None:
+    block = {"start": 1795806457, "finish": 1795806457.5, "duration": 0.5, "processing": 0}
+    info = TimeInfo.from_wire(block)
+    assert type(info) is TimeInfo
+    assert info == TimeInfo(start=1795806457.0, finish=1795806457.5, duration=0.5, processing=0.0)
+    assert hash(info) == hash(copy.deepcopy(info))
+    assert pickle.loads(pickle.dumps(info)) == info
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        info.start = 1.0  # type: ignore[misc]
+
+
+def test_time_info_from_wire_of_a_subclass_builds_the_subclass() -> None:
+    @attrs.frozen(slots=True)
+    class Timed(TimeInfo):
+        pass
+
+    info = Timed.from_wire({"start": 1, "finish": 2})
+    assert type(info) is Timed
+    assert info == Timed(start=1.0, finish=2.0)
