@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 import attrs
 import pytest
+from _serve import serve
 from aiohttp import web
 
 from bitrix_openlines import OpenLinesClient, RetryPolicy, SyncOpenLinesClient, WebhookAuth
@@ -121,16 +122,9 @@ async def server() -> AsyncIterator[_Server]:
     state = _Server()
     app = web.Application()
     app.router.add_post(DIALOG_PATH, _handler(state))
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    state.url = f"http://127.0.0.1:{port}/rest/1/abcdefgh12345678/"
-    try:
+    async with serve(app) as port:
+        state.url = f"http://127.0.0.1:{port}/rest/1/abcdefgh12345678/"
         yield state
-    finally:
-        await runner.cleanup()
 
 
 @pytest.mark.parametrize("mode", ["chunked", "declared", "gzip"])

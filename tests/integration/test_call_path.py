@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 import attrs
 import pytest
+from _serve import serve
 from aiohttp import web
 
 from bitrix_openlines import OpenLinesClient, RetryPolicy, WebhookAuth
@@ -76,16 +77,9 @@ async def server() -> AsyncIterator[_Server]:
 
     app = web.Application()
     app.router.add_post(f"/rest/1/abcdefgh12345678/{METHOD}.json", answer)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    state.url = f"http://127.0.0.1:{port}/rest/1/abcdefgh12345678/"
-    try:
+    async with serve(app) as port:
+        state.url = f"http://127.0.0.1:{port}/rest/1/abcdefgh12345678/"
         yield state
-    finally:
-        await runner.cleanup()
 
 
 _ENVELOPE = {"result": {"id": 7, "name": "Здравствуйте \u2028", "n": [1.5, None, True]}}

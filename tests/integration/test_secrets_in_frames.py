@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 from _secret_frames import FrameScan, traceback_findings
+from _serve import serve
 from aiohttp import web
 
 from bitrix_openlines import (
@@ -173,15 +174,8 @@ async def _echo(request: web.Request) -> web.StreamResponse:
 async def echo_server() -> AsyncIterator[str]:
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", _echo)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
+    async with serve(app) as port:
         yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
 
 
 def _assert_error_clean(error: BaseException) -> None:

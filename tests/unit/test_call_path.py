@@ -53,6 +53,10 @@ def _dumps(value: Any) -> bytes:
 @example({"MESSAGE": "Здравствуйте", "CHAT_ID": "13"})
 @example({"A": '\u2028\u2029\x00\x1f"\\/', "B": ["", {}], "C": {"é": []}})
 def test_json_body_is_json_dumps_compact_utf8(params: dict[str, Any]) -> None:
+    _assert_json_body_is_dumps(params)
+
+
+def _assert_json_body_is_dumps(params: dict[str, Any]) -> None:
     try:
         expected = _dumps(params)
     except UnicodeEncodeError:
@@ -68,13 +72,7 @@ def test_json_body_is_json_dumps_compact_utf8(params: dict[str, Any]) -> None:
 def test_json_body_without_the_c_encoder_gives_the_same_bytes(params: dict[str, Any]) -> None:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(wire, "_encode", None)
-        try:
-            expected = _dumps(params)
-        except UnicodeEncodeError:
-            with pytest.raises(UnicodeEncodeError):
-                json_body(params)
-            return
-        assert json_body(params) == expected
+        _assert_json_body_is_dumps(params)
 
 
 def test_the_c_encoder_is_used_when_there_is_one(monkeypatch: pytest.MonkeyPatch) -> None:
