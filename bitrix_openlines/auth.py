@@ -21,7 +21,6 @@ import inspect
 import ipaddress
 import json
 import logging
-import math
 import re
 import time
 import traceback
@@ -355,19 +354,14 @@ class OAuthTokens:
         if missing:
             raise ValueError(f"the token answer lacks {', '.join(missing)}")
         expires_at: float | None = None
-        try:
-            if (
-                isinstance(body.get("expires"), int | float | str)
-                and str(body["expires"]).isdigit()
-            ):
-                expires_at = float(body["expires"])
-            elif str(body.get("expires_in", "")).isdigit():
-                expires_at = (time.time() if now is None else now) + float(body["expires_in"])
-        except OverflowError:
-            raise ValueError("the token answer's expires/expires_in is out of range") from None
-        if expires_at is not None and not math.isfinite(expires_at):
-            raise ValueError("the token answer's expires/expires_in is out of range")
-        user_id = body.get("user_id")
+        expires = _whole(body.get("expires"), "expires")
+        if expires is not None:
+            expires_at = float(expires)
+        else:
+            expires_in = _whole(body.get("expires_in"), "expires_in")
+            if expires_in is not None:
+                expires_at = (time.time() if now is None else now) + expires_in
+        user_id = _whole(body.get("user_id"), "user_id")
         return cls(
             access_token=str(body["access_token"]),
             refresh_token=str(body["refresh_token"]),
@@ -376,7 +370,7 @@ class OAuthTokens:
             member_id=_opt_str(body.get("member_id")),
             scope=_opt_str(body.get("scope")),
             server_endpoint=_opt_str(body.get("server_endpoint")),
-            user_id=int(str(user_id)) if str(user_id or "").isdigit() else None,
+            user_id=user_id,
             status=_opt_str(body.get("status")),
         )
 
@@ -400,6 +394,29 @@ class OAuthTokens:
             f"client_endpoint={self.client_endpoint!r}, expires_at={self.expires_at!r}, "
             f"member_id={self.member_id!r}, user_id={self.user_id!r})"
         )
+
+
+# A whole number as the OAuth server writes one: ASCII digits (str.isdigit() also takes
+# "²", which int() refuses with a message quoting it), at most 19 of them (2**63 - 1).
+_ASCII_DIGITS = re.compile(r"[0-9]+")
+_MAX_DIGITS = 19
+
+
+def _whole(value: Any, name: str) -> int | None:
+    """``value`` as a non-negative int when it is one or its digits; ``None`` otherwise.
+
+    Raises:
+        ValueError: It has more digits than a 64-bit number (the message names ``name``,
+            never the value).
+    """
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        return None
+    text = str(value)
+    if _ASCII_DIGITS.fullmatch(text) is None:
+        return None
+    if len(text) > _MAX_DIGITS:
+        raise ValueError(f"the token answer's {name} is out of range")
+    return int(text)
 
 
 def _opt_str(value: Any) -> str | None:

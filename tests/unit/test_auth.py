@@ -198,6 +198,42 @@ def test_tokens_from_response_without_expiry() -> None:
     assert tokens.user_id is None
 
 
+_TOKENS = {"access_token": "a" * 8, "refresh_token": "r" * 8, "client_endpoint": OAUTH_ENDPOINT}
+
+
+@pytest.mark.parametrize(
+    ("extra", "expires_at", "user_id"),
+    [
+        ({"expires_in": "3600", "user_id": "67"}, 1_003_600.0, 67),
+        ({"expires_in": 3600, "user_id": 67}, 1_003_600.0, 67),
+        # Digits that are not ASCII ("²", Arabic-Indic): not a number, as absent.
+        ({"expires_in": "\u00b2", "user_id": "\u0663"}, None, None),
+        ({"expires": "\u0661\u0662", "expires_in": "60"}, 1_000_060.0, None),
+        # Not whole numbers, negative, booleans, objects: as absent.
+        ({"expires_in": "36.5", "user_id": "-1"}, None, None),
+        ({"expires_in": True, "user_id": False}, None, None),
+        ({"expires_in": [3600], "user_id": {"id": 1}}, None, None),
+        ({"expires": 3600.0, "expires_in": "10"}, 1_000_010.0, None),
+        # The largest 64-bit number still reads.
+        ({"expires": str(2**63 - 1)}, float(2**63 - 1), None),
+    ],
+)
+def test_tokens_from_response_reads_only_ascii_whole_numbers(
+    extra: dict[str, Any], expires_at: float | None, user_id: int | None
+) -> None:
+    tokens = OAuthTokens.from_response({**_TOKENS, **extra}, now=1_000_000.0)
+    assert tokens.expires_at == expires_at
+    assert tokens.user_id == user_id
+
+
+@pytest.mark.parametrize("key", ["expires", "expires_in", "user_id"])
+def test_tokens_from_response_refuses_numbers_past_64_bits(key: str) -> None:
+    value = "9" * 20
+    with pytest.raises(ValueError, match=f"{key} is out of range") as caught:
+        OAuthTokens.from_response({**_TOKENS, key: value}, now=1_000_000.0)
+    assert value not in str(caught.value)
+
+
 @pytest.mark.parametrize("missing", ["access_token", "refresh_token", "client_endpoint"])
 def test_tokens_from_response_names_the_missing_key(docs_examples: Path, missing: str) -> None:
     body = load_example(docs_examples, "oauth__token_refresh__200.json")
