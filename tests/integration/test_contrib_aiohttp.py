@@ -9,20 +9,30 @@ from typing import Any
 
 import aiohttp
 import pytest
+from _serve import serve
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 
-from bitrix_openlines import OAuthAuth, OAuthTokens, OpenLinesClient, RetryPolicy
+from bitrix_openlines import (
+    InMemoryTokenStore,
+    OAuthAuth,
+    OAuthTokens,
+    OpenLinesApp,
+    OpenLinesClient,
+    RetryPolicy,
+)
 from bitrix_openlines.contrib.aiohttp import (
     CLIENT_SESSION,
     EventError,
     EventLimits,
     EventVerificationError,
+    app_event_handler,
     client_session_ctx,
     read_event,
 )
-from bitrix_openlines.events import OpenLineMessageEvent, SessionEvent, verify_event
-from bitrix_openlines.testing import FakePortal
+from bitrix_openlines.events import Event, OpenLineMessageEvent, SessionEvent, verify_event
+from bitrix_openlines.testing import FakePortal, FakePortalHost, Faults
+from bitrix_openlines.testing._phpform import build_query
 
 Reader = Callable[[web.Request], Awaitable[Any]]
 
@@ -457,3 +467,293 @@ async def test_limits_of_another_type_are_a_type_error() -> None:
     request = make_mocked_request("POST", "/events")
     with pytest.raises(TypeError, match="limits must be an EventLimits"):
         await read_event(request, verify=False, limits=1000)  # type: ignore[arg-type]
+
+
+# -- app_event_handler: its answers other than 200, over real sockets --------------------
+
+INSTALL = {"VERSION": "1", "ACTIVE": "Y", "INSTALLED": "Y", "LANGUAGE_ID": "en"}
+APP_LIMITS = EventLimits(max_bytes=64 * 1024)
+
+
+class SwitchableStore(InMemoryTokenStore):
+    """An in-memory store whose named methods fail while listed in ``failing``.
+
+    The failure quotes the application token it was given: it must reach no answer.
+    """
+
+    def __init__(self, leak: str) -> None:
+        super().__init__()
+        self.failing: set[str] = set()
+        self.leak = leak
+
+    def _check(self, method: str) -> None:
+        if method in self.failing:
+            raise ConnectionError(f"the store is down ({self.leak})")
+
+    async def load(self, key: str) -> OAuthTokens | None:
+        self._check("load")
+        return await super().load(key)
+
+    async def save(self, key: str, tokens: OAuthTokens) -> None:
+        self._check("save")
+        await super().save(key, tokens)
+
+    async def load_app_token(self, key: str) -> str | None:
+        self._check("load_app_token")
+        return await super().load_app_token(key)
+
+    async def save_app_token(self, key: str, application_token: str) -> None:
+        self._check("save_app_token")
+        await super().save_app_token(key, application_token)
+
+    async def delete(self, key: str) -> None:
+        self._check("delete")
+        await super().delete(key)
+
+
+class AppServed:
+    """Two fake portals, an ``OpenLinesApp`` and ``app_event_handler`` on a real server."""
+
+    def __init__(self, host: FakePortalHost, app: OpenLinesApp, store: SwitchableStore) -> None:
+        self.host = host
+        self.app = app
+        self.store = store
+        self.url = ""
+        self.seen: list[str] = []  # "NAME member_id" of each event on_event was called with
+
+    @property
+    def a(self) -> FakePortal:
+        return self.host.portals[0]
+
+    @property
+    def b(self) -> FakePortal:
+        return self.host.portals[1]
+
+    async def stored(self, portal: FakePortal) -> tuple[OAuthTokens | None, str | None]:
+        """What the store holds for ``portal`` (read past any failure being simulated)."""
+        key = portal.member_id
+        return await InMemoryTokenStore.load(
+            self.store, key
+        ), await InMemoryTokenStore.load_app_token(self.store, key)
+
+    async def post(self, body: bytes | AsyncIterator[bytes], content_type: str = FORM) -> Any:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(self.url, data=body, headers={"Content-Type": content_type}) as response,
+        ):
+            return response.status, await response.json()
+
+
+@pytest.fixture
+async def app_served() -> AsyncIterator[AppServed]:
+    async with FakePortalHost(2, dialogs=5, rate=None) as host, host.client_session() as http:
+        store = SwitchableStore(leak=host.portals[0].application_token)
+        app = OpenLinesApp(
+            client_id=host.client_id,
+            client_secret=host.client_secret,
+            store=store,
+            session=http,
+            rate_limit=None,
+            retry=RetryPolicy.no_wait(),
+        )
+        served = AppServed(host, app, store)
+
+        async def on_event(event: Event, request: web.Request) -> None:
+            served.seen.append(f"{event.name} {event.member_id}")
+
+        web_app = web.Application()
+        web_app.router.add_post("/events", app_event_handler(app, on_event, limits=APP_LIMITS))
+        async with serve(web_app) as port:
+            served.url = f"http://127.0.0.1:{port}/events"
+            yield served
+        await app.close()
+
+
+def install_body(portal: FakePortal, padding: int = 0) -> bytes:
+    """An ``ONAPPINSTALL`` of ``portal`` with a working pair, as the portal posts it."""
+    tokens = portal.issue_tokens()
+    auth = {
+        "access_token": tokens["access_token"],
+        "refresh_token": tokens["refresh_token"],
+        "client_endpoint": portal.client_endpoint,
+        "server_endpoint": portal.client_endpoint,
+        "member_id": portal.member_id,
+        "application_token": portal.application_token,
+    }
+    data = {**INSTALL, "PADDING": "x" * padding}
+    return build_query({"event": "ONAPPINSTALL", "data": data, "ts": 1, "auth": auth}).encode()
+
+
+async def test_app_handler_refuses_malformed_and_oversized_bodies_then_serves(
+    app_served: AppServed,
+) -> None:
+    a = app_served.a
+    bad = {
+        "not an event": (b"not an event", FORM),
+        "not JSON": (b'{"event": "ONAPPINSTALL", ', "application/json"),
+        "not UTF-8": (b"event=ONAPPINSTALL&data[a]=\xff\xfe", FORM),
+        "too deep": (b"event=ONAPPINSTALL&data" + b"[a]" * 65 + b"=1", FORM),
+        "an install without its tokens": (
+            build_query(
+                {"event": "ONAPPINSTALL", "data": INSTALL, "auth": {"member_id": a.member_id}}
+            ).encode(),
+            FORM,
+        ),
+    }
+    for name, (body, content_type) in bad.items():
+        status, answer = await app_served.post(body, content_type)
+        assert status == 400, name
+        assert answer["ok"] is False, name
+    # A working install past the app's 64 KiB cap: refused whole, declared or chunked.
+    oversized = install_body(a, padding=APP_LIMITS.max_bytes)
+    status, answer = await app_served.post(oversized)
+    assert status == 400
+    assert "max_bytes" in answer["error"]
+    status, answer = await app_served.post(_chunks(install_body(a, APP_LIMITS.max_bytes), 4096))
+    assert status == 400
+    assert "max_bytes" in answer["error"]
+    assert a.application_token not in repr(answer)
+    # Nothing was stored, nothing reached the portal or the callback.
+    assert await app_served.stored(a) == (None, None)
+    assert a.stats.by_method == {}
+    assert app_served.seen == []
+    # The app still serves: the same install, under the cap, goes through.
+    status, answer = await app_served.post(install_body(a, padding=1000))
+    assert (status, answer) == (200, {"ok": True, "event": "ONAPPINSTALL"})
+    pair, token = await app_served.stored(a)
+    assert pair is not None
+    assert token == a.application_token
+    assert app_served.seen == [f"ONAPPINSTALL {a.member_id}"]
+
+
+async def test_app_handler_refuses_forged_and_unknown_portals_events(
+    app_served: AppServed,
+) -> None:
+    a, b = app_served.a, app_served.b
+    url = app_served.url
+    assert await a.send_event(url, "ONAPPINSTALL", INSTALL) == 200
+    before = await app_served.stored(a)
+    forged_by_b = b.application_token
+    # A's member_id with another (valid, B's) token: a message, a takeover, an uninstall.
+    assert (
+        await a.send_event(url, "ONOPENLINEMESSAGEADD", MESSAGE, application_token=forged_by_b)
+        == 403
+    )
+    assert await a.send_event(url, "ONAPPINSTALL", INSTALL, application_token=forged_by_b) == 403
+    assert (
+        await a.send_event(
+            url, "ONAPPUNINSTALL", {}, with_tokens=False, application_token=forged_by_b
+        )
+        == 403
+    )
+    assert await a.send_event(url, "ONSESSIONSTART", MESSAGE, application_token="") == 403
+    # B never installed the app: its events are refused, and not stored.
+    assert await b.send_event(url, "ONOPENLINEMESSAGEADD", MESSAGE) == 403
+    assert await app_served.stored(b) == (None, None)
+    # An auth block naming no portal, or a member_id no store key may be built from.
+    for member_id in ("", "../" + a.member_id, "x" * 65):
+        body = build_query(
+            {
+                "event": "ONOPENLINEMESSAGEADD",
+                "data": MESSAGE,
+                "auth": {"member_id": member_id, "application_token": a.application_token},
+            }
+        ).encode()
+        status, answer = await app_served.post(body)
+        assert (status, answer) == (403, {"ok": False, "error": "forbidden"}), member_id
+    # Nothing changed for A, only the install reached the callback and the portal.
+    assert await app_served.stored(a) == before
+    assert app_served.seen == [f"ONAPPINSTALL {a.member_id}"]
+    assert a.stats.by_method == {"app.info": 1}
+    assert b.stats.by_method == {}
+    # A's own events are still served.
+    assert await a.send_event(url, "ONOPENLINEMESSAGEADD", MESSAGE) == 200
+    assert app_served.seen[-1] == f"ONOPENLINEMESSAGEADD {a.member_id}"
+
+
+@pytest.mark.parametrize(
+    ("failing", "pair_kept"),
+    [("load_app_token", False), ("save", False), ("save_app_token", True)],
+)
+async def test_app_handler_answers_503_when_the_store_fails_an_install(
+    app_served: AppServed,
+    failing: str,
+    pair_kept: bool,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    a = app_served.a
+    url = app_served.url
+    app_served.store.failing = {failing}
+    status, answer = await app_served.post(install_body(a))
+    assert (status, answer) == (503, {"ok": False, "error": "unavailable"})
+    # No application token stored: the portal's events are not accepted yet. The pair
+    # is saved first, so a failure saving the token leaves a pair no event can use.
+    pair, token = await app_served.stored(a)
+    assert token is None
+    assert (pair is not None) is pair_kept
+    assert app_served.seen == []
+    app_served.store.failing = set()
+    assert await a.send_event(url, "ONOPENLINEMESSAGEADD", MESSAGE) == 403
+    # The store is back: the portal's next install goes through, and its events.
+    assert await a.send_event(url, "ONAPPINSTALL", INSTALL) == 200
+    assert (await app_served.stored(a))[1] == a.application_token
+    assert await a.send_event(url, "ONOPENLINEMESSAGEADD", MESSAGE) == 200
+    assert app_served.seen == [
+        f"ONAPPINSTALL {a.member_id}",
+        f"ONOPENLINEMESSAGEADD {a.member_id}",
+    ]
+    # The store's failure quoted the application token: no answer or log shows it.
+    assert a.application_token not in caplog.text
+
+
+async def test_app_handler_answers_503_when_the_store_fails_an_event_or_uninstall(
+    app_served: AppServed,
+) -> None:
+    a = app_served.a
+    url = app_served.url
+    assert await a.send_event(url, "ONAPPINSTALL", INSTALL) == 200
+    installed = await app_served.stored(a)
+    # The token cannot be read: the event is neither accepted nor refused.
+    app_served.store.failing = {"load_app_token"}
+    assert await a.send_event(url, "ONOPENLINEMESSAGEADD", MESSAGE) == 503
+    # The state cannot be deleted: the uninstall is not done, and nothing is lost.
+    app_served.store.failing = {"delete"}
+    status, answer = await app_served.post(
+        build_query(
+            {
+                "event": "ONAPPUNINSTALL",
+                "data": {"CLEAN": "0"},
+                "auth": {"member_id": a.member_id, "application_token": a.application_token},
+            }
+        ).encode()
+    )
+    assert (status, answer) == (503, {"ok": False, "error": "unavailable"})
+    assert await app_served.stored(a) == installed
+    assert app_served.seen == [f"ONAPPINSTALL {a.member_id}"]
+    # The store is back: the same events go through, the uninstall forgets the portal.
+    app_served.store.failing = set()
+    assert await a.send_event(url, "ONOPENLINEMESSAGEADD", MESSAGE) == 200
+    assert await a.send_event(url, "ONAPPUNINSTALL", {"CLEAN": "0"}, with_tokens=False) == 200
+    assert await app_served.stored(a) == (None, None)
+    assert app_served.seen[1:] == [
+        f"ONOPENLINEMESSAGEADD {a.member_id}",
+        f"ONAPPUNINSTALL {a.member_id}",
+    ]
+
+
+async def test_app_handler_refuses_an_install_its_portal_cannot_confirm(
+    app_served: AppServed,
+) -> None:
+    """The portal drops the app.info check: the install is refused (403, not 503: the
+    handler cannot tell a dead portal from tokens that do not work), nothing is stored,
+    and the next install, once the portal answers, goes through."""
+    a = app_served.a
+    a.set_faults(Faults(drop=1.0))
+    assert await a.send_event(app_served.url, "ONAPPINSTALL", INSTALL) == 403
+    assert await app_served.stored(a) == (None, None)
+    assert app_served.seen == []
+    assert a.stats.by_method.get("app.info", 0) >= 1
+    a.set_faults(None)
+    assert await a.send_event(app_served.url, "ONAPPINSTALL", INSTALL) == 200
+    assert (await app_served.stored(a))[1] == a.application_token
+    assert app_served.seen == [f"ONAPPINSTALL {a.member_id}"]

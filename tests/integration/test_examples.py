@@ -15,7 +15,14 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from bitrix_openlines import Dialog, OAuthAuth, OAuthTokens, OpenLinesClient
+from bitrix_openlines import (
+    Dialog,
+    OAuthAuth,
+    OAuthTokens,
+    OpenLinesApp,
+    OpenLinesClient,
+    RetryPolicy,
+)
 from bitrix_openlines.errors import MethodNotFoundError
 from bitrix_openlines.testing import FakePortal
 from bitrix_openlines.testing._phpform import build_query
@@ -59,15 +66,6 @@ def test_every_example_has_a_main() -> None:
         assert 'if __name__ == "__main__":' in text, path.name
 
 
-def test_webapp_script(tmp_path: Path) -> None:
-    out = run_example("webapp", cwd=tmp_path)
-    assert "ONAPPINSTALL -> HTTP 200" in out
-    assert "ONOPENLINEMESSAGEADD -> HTTP 200" in out
-    assert "forged ONOPENLINEMESSAGEADD -> HTTP 403" in out
-    assert "ONOPENLINEMESSAGEADD: chat 1 is " in out
-    assert "installed on http://127.0.0.1:" in out
-
-
 def test_bot_script(tmp_path: Path) -> None:
     out = run_example("bot", cwd=tmp_path)
     assert out.count("-> HTTP 200") == 3
@@ -109,14 +107,32 @@ def test_nightly_export_writes_to_the_current_folder_by_default(tmp_path: Path) 
 # -- the web app, end to end, over real HTTP --------------------------------------------
 
 
+class WebApp:
+    """The example's web app on a real server: its URL and the ``OpenLinesApp`` it uses."""
+
+    def __init__(self, url: str, openlines: OpenLinesApp) -> None:
+        self.url = url
+        self.openlines = openlines
+
+    async def stored(self, member_id: str) -> tuple[OAuthTokens | None, str | None]:
+        """The pair and the application token stored for ``member_id``."""
+        store = self.openlines.store
+        return await store.load(member_id), await self.openlines.application_token(member_id)
+
+
 @pytest.fixture
-async def webapp(portal: FakePortal) -> AsyncIterator[str]:
+async def webapp(portal: FakePortal) -> AsyncIterator[WebApp]:
     module = load_example("webapp")
-    config = module.AppConfig(portal.client_id, portal.client_secret, portal.token_url)
-    server = TestServer(module.create_app(config))
+    openlines = OpenLinesApp(
+        client_id=portal.client_id,
+        client_secret=portal.client_secret,
+        rate_limit=None,
+        retry=RetryPolicy.no_wait(),
+    )
+    server = TestServer(module.create_app(openlines))
     await server.start_server()
     try:
-        yield str(server.make_url("/"))
+        yield WebApp(str(server.make_url("/events")), openlines)
     finally:
         await server.close()
 
@@ -136,16 +152,41 @@ async def post(url: str, body: bytes) -> tuple[int, Any]:
         return r.status, await r.json()
 
 
-async def test_webapp_answers_the_dialog_and_refuses_forgeries(
-    portal: FakePortal, webapp: str
+def test_webapp_script(tmp_path: Path) -> None:
+    out = run_example("webapp", cwd=tmp_path)
+    # Two portals installed: each checked with app.info, each stored.
+    assert out.count("ONAPPINSTALL -> HTTP 200") == 2
+    assert "installed on http://p0.localhost:" in out
+    assert "installed on http://p1.localhost:" in out
+    assert "stored for the first portal: pair True, token True" in out
+    # The message was answered with its dialog, looked up at its own portal.
+    assert "ONOPENLINEMESSAGEADD: chat 1 is " in out
+    assert "ONOPENLINEMESSAGEADD -> HTTP 200" in out
+    # The first portal's member_id with the second's token: refused, nothing looked up.
+    assert "forged ONOPENLINEMESSAGEADD -> HTTP 403" in out
+    assert out.count("ONOPENLINEMESSAGEADD: chat") == 1
+    assert (
+        "the portals answered [{'app.info': 1, 'imopenlines.dialog.get': 1}, {'app.info': 1}]"
+        in out
+    )
+
+
+async def test_webapp_stores_the_install_answers_the_dialog_and_refuses_forgeries(
+    portal: FakePortal, webapp: WebApp
 ) -> None:
     module = load_example("webapp")
-    assert await portal.send_event(webapp + "install", "ONAPPINSTALL", INSTALL) == 200
+    assert await webapp.stored(portal.member_id) == (None, None)
+    assert await portal.send_event(webapp.url, "ONAPPINSTALL", INSTALL) == 200
+    pair, token = await webapp.stored(portal.member_id)
+    assert pair is not None
+    assert pair.client_endpoint == portal.client_endpoint
+    assert token == portal.application_token
     dialog = portal.dialogs[1]
-    data = module.message_data(dialog.chat_id, dialog.user_code, "Hi")
+    data = module.message_data(dialog.chat_id, "Hi")
 
-    status, body = await post(webapp + "events", event_body(portal, "ONOPENLINEMESSAGEADD", data))
+    status, body = await post(webapp.url, event_body(portal, "ONOPENLINEMESSAGEADD", data))
     assert status == 200
+    assert body["event"] == "ONOPENLINEMESSAGEADD"
     (found,) = body["dialogs"]
     assert found["chat_id"] == dialog.chat_id
     assert found["dialog_id"] == f"chat{dialog.chat_id}"
@@ -153,47 +194,73 @@ async def test_webapp_answers_the_dialog_and_refuses_forgeries(
     assert found["name"]
 
     forged = event_body(portal, "ONOPENLINEMESSAGEADD", data, application_token="0" * 32)
-    status, body = await post(webapp + "events", forged)
+    status, body = await post(webapp.url, forged)
     assert status == 403
     assert body == {"ok": False, "error": "forbidden"}
     unknown = event_body(portal, "ONSESSIONSTART", data, member_id="f" * 32)
-    assert (await post(webapp + "events", unknown))[0] == 403
-    assert (await post(webapp + "events", b"not an event"))[0] == 400
+    assert (await post(webapp.url, unknown))[0] == 403
+    assert (await post(webapp.url, b"not an event"))[0] == 400
     # Through the portal itself too.
-    assert await portal.send_event(webapp + "events", "ONSESSIONSTART", data) == 200
+    assert await portal.send_event(webapp.url, "ONSESSIONSTART", data) == 200
     assert (
-        await portal.send_event(
-            webapp + "events", "ONSESSIONSTART", data, application_token="0" * 32
-        )
+        await portal.send_event(webapp.url, "ONSESSIONSTART", data, application_token="0" * 32)
         == 403
     )
     # Only the verified events reached the portal (dialog.get twice, app.info once).
     assert portal.stats.by_method == {"app.info": 1, "imopenlines.dialog.get": 2}
+    # Another event of an installed portal is accepted and not acted on.
+    status, body = await post(webapp.url, event_body(portal, "ONCRMDEALADD", {}))
+    assert (status, body) == (200, {"ok": True, "event": "ONCRMDEALADD"})
+
+
+async def test_webapp_answers_a_dialog_it_cannot_read_with_its_error(
+    portal: FakePortal, webapp: WebApp
+) -> None:
+    module = load_example("webapp")
+    assert await portal.send_event(webapp.url, "ONAPPINSTALL", INSTALL) == 200
+    both = module.message_data(3, "Hi")  # chat 3 is forbidden on this portal
+    both["DATA"].append(module.message_data(5, "Hi")["DATA"][0])
+    status, body = await post(webapp.url, event_body(portal, "ONOPENLINEMESSAGEADD", both))
+    assert status == 200
+    forbidden, readable = body["dialogs"]
+    assert forbidden == {"chat_id": 3, "error": "ACCESS_ERROR"}
+    assert readable["chat_id"] == 5
 
 
 async def test_webapp_uses_the_stored_tokens_and_refreshes_them(
-    portal: FakePortal, webapp: str
+    portal: FakePortal, webapp: WebApp
 ) -> None:
     module = load_example("webapp")
-    assert await portal.send_event(webapp + "install", "ONAPPINSTALL", INSTALL) == 200
+    assert await portal.send_event(webapp.url, "ONAPPINSTALL", INSTALL) == 200
+    first, _ = await webapp.stored(portal.member_id)
     portal.expire_access_tokens()
-    data = module.message_data(1, portal.dialogs[0].user_code, "Hi")
-    status, body = await post(webapp + "events", event_body(portal, "ONSESSIONSTART", data))
+    data = module.message_data(1, "Hi")
+    status, body = await post(webapp.url, event_body(portal, "ONSESSIONSTART", data))
     assert status == 200
     assert body["dialogs"][0]["chat_id"] == 1
     assert portal.stats.refreshes == 1
+    # The refreshed pair replaced the installed one in the store.
+    refreshed, _ = await webapp.stored(portal.member_id)
+    assert first is not None
+    assert refreshed is not None
+    assert refreshed.refresh_token != first.refresh_token
 
 
-async def test_webapp_install_cannot_be_taken_over(portal: FakePortal, webapp: str) -> None:
-    install = webapp + "install"
-    assert await portal.send_event(install, "ONAPPINSTALL", INSTALL) == 200
+async def test_webapp_install_cannot_be_taken_over(portal: FakePortal, webapp: WebApp) -> None:
+    assert await portal.send_event(webapp.url, "ONAPPINSTALL", INSTALL) == 200
+    pair, _ = await webapp.stored(portal.member_id)
     # A second "install" of the same portal with another token is refused...
-    assert await portal.send_event(install, "ONAPPINSTALL", INSTALL, application_token="x") == 403
-    # ... a real reinstall is accepted.
-    assert await portal.send_event(install, "ONAPPINSTALL", INSTALL) == 200
+    status = await portal.send_event(webapp.url, "ONAPPINSTALL", INSTALL, application_token="x")
+    assert status == 403
+    assert await webapp.stored(portal.member_id) == (pair, portal.application_token)
+    # ... a real reinstall is accepted (and stores its new pair).
+    assert await portal.send_event(webapp.url, "ONAPPINSTALL", INSTALL) == 200
+    again, token = await webapp.stored(portal.member_id)
+    assert again != pair
+    assert token == portal.application_token
 
 
-async def test_webapp_install_needs_working_tokens(portal: FakePortal, webapp: str) -> None:
+async def test_webapp_install_needs_working_tokens(portal: FakePortal, webapp: WebApp) -> None:
     bogus = event_body(
         portal,
         "ONAPPINSTALL",
@@ -202,24 +269,41 @@ async def test_webapp_install_needs_working_tokens(portal: FakePortal, webapp: s
         refresh_token="r" * 32,
         client_endpoint=portal.client_endpoint,
     )
-    status, body = await post(webapp + "install", bogus)
-    assert status == 403
-    assert "invalid_grant" in body["error"]  # invalid_token, then the refresh fails
-    assert "a" * 32 not in body["error"]
+    status, body = await post(webapp.url, bogus)
+    assert (status, body) == (403, {"ok": False, "error": "forbidden"})
+    assert portal.stats.by_method == {"app.info": 1}  # tried, refused by the portal
+    assert await webapp.stored(portal.member_id) == (None, None)
     # Without tokens there is nothing to keep.
-    assert (
-        await portal.send_event(webapp + "install", "ONAPPINSTALL", INSTALL, with_tokens=False)
-        == 400
-    )
-    assert (await post(webapp + "install", event_body(portal, "ONCRMDEALADD", {})))[0] == 400
+    status = await portal.send_event(webapp.url, "ONAPPINSTALL", INSTALL, with_tokens=False)
+    assert status == 400
+    assert await webapp.stored(portal.member_id) == (None, None)
+    # The real install still goes through.
+    assert await portal.send_event(webapp.url, "ONAPPINSTALL", INSTALL) == 200
+    assert (await webapp.stored(portal.member_id))[1] == portal.application_token
 
 
-async def test_webapp_forgets_an_uninstalled_portal(portal: FakePortal, webapp: str) -> None:
-    assert await portal.send_event(webapp + "install", "ONAPPINSTALL", INSTALL) == 200
-    assert (
-        await portal.send_event(webapp + "events", "ONAPPUNINSTALL", {}, with_tokens=False) == 200
-    )
-    assert await portal.send_event(webapp + "events", "ONSESSIONSTART", {}) == 403
+async def test_webapp_forgets_an_uninstalled_portal(portal: FakePortal, webapp: WebApp) -> None:
+    module = load_example("webapp")
+    assert await portal.send_event(webapp.url, "ONAPPINSTALL", INSTALL) == 200
+    data = module.message_data(1, "Hi")
+    assert await portal.send_event(webapp.url, "ONSESSIONSTART", data) == 200
+    assert webapp.openlines.is_live(portal.member_id)
+    status = await portal.send_event(webapp.url, "ONAPPUNINSTALL", {}, with_tokens=False)
+    assert status == 200
+    assert await webapp.stored(portal.member_id) == (None, None)
+    assert not webapp.openlines.is_live(portal.member_id)
+    assert await portal.send_event(webapp.url, "ONSESSIONSTART", data) == 403
+
+
+async def test_webapp_closes_its_openlines_app_when_it_stops(portal: FakePortal) -> None:
+    module = load_example("webapp")
+    openlines = OpenLinesApp(client_id=portal.client_id, client_secret=portal.client_secret)
+    server = TestServer(module.create_app(openlines))
+    await server.start_server()
+    assert openlines.portal(portal.member_id) is not None
+    await server.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        openlines.portal(portal.member_id)
 
 
 # -- the bot's parts ---------------------------------------------------------------------
