@@ -44,10 +44,15 @@ import attrs
 from bitrix_openlines.auth import InMemoryTokenStore, OAuthAuth, OAuthTokens, TokenStore
 from bitrix_openlines.client import OpenLinesClient
 from bitrix_openlines.errors import (
+    DecodeError,
     EventError,
     EventVerificationError,
     OpenLinesError,
+    PortalMovedError,
+    RateLimitError,
+    ServerError,
     TokenStoreError,
+    TransportError,
 )
 from bitrix_openlines.events import APP_INSTALL, Event, EventLimits, parse_event, verify_event
 from bitrix_openlines.hooks import Hooks
@@ -58,6 +63,9 @@ from bitrix_openlines.transport import Timeouts
 __all__ = ["APP_UNINSTALL", "Eviction", "OpenLinesApp"]
 
 logger = logging.getLogger("bitrix_openlines")
+
+# Failures that say nothing of an install's tokens: the portal could not answer now.
+_UNREACHABLE = (TransportError, ServerError, RateLimitError, DecodeError)
 
 T = TypeVar("T")
 
@@ -462,10 +470,16 @@ class OpenLinesApp:
             The event, verified (an install: stored).
 
         Raises:
-            EventError: The body is not an event, is past the limits, names no valid
-                ``member_id``, or an install lacks its tokens (answer 400).
+            EventError: The body is not an event or is past the limits, or an install
+                lacks its tokens (answer 400). An event whose ``member_id`` names no
+                portal of this app is refused by verification (403, below).
             EventVerificationError: The event's token is missing, wrong, or its portal
-                unknown; an install's tokens do not work (answer 403).
+                unknown; an install's tokens do not work, or name a portal that moved
+                (answer 403).
+            TransportError, ServerError, RateLimitError, DecodeError: An install's
+                portal could not be reached, or answered with a failure of its own
+                (an overload, a 5xx, a body that is not JSON), while its tokens were
+                checked: nothing is stored (answer 503).
             TokenStoreError: The store failed (``RedisUnavailableError`` for Redis).
         """
         event = parse_event(body, content_type, limits=self._limits)
@@ -529,6 +543,15 @@ class OpenLinesApp:
         try:
             info = await client.call_raw("app.info")
         except OpenLinesError as error:
+            if (
+                isinstance(error, _UNREACHABLE)
+                and not isinstance(error, PortalMovedError)
+                and error.method == "app.info"
+            ):
+                # Not a refusal: the portal itself could not answer now (the handler
+                # answers 503, and nothing is stored). A failed refresh (method
+                # oauth.token) comes after the portal refused the token: refused.
+                raise
             raise EventVerificationError(
                 f"the install tokens do not work at the portal they name ({error.code})"
             ) from None

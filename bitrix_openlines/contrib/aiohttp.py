@@ -170,6 +170,8 @@ async def read_app_event(
         EventError: Not an event, past ``limits``, or an install without tokens (400).
         EventVerificationError: A forged or unknown portal's event (403).
         TokenStoreError: The store failed (503).
+        OpenLinesError: An install's portal could not be reached while its tokens were
+            checked (a transport, server or rate-limit failure; 503, nothing stored).
     """
     if limits is None:
         limits = EventLimits()
@@ -205,8 +207,9 @@ def app_event_handler(
     """An aiohttp handler for every event of an application installed on many portals.
 
     Each request goes through :func:`read_app_event`; the answer is 400 for a body that
-    is not an event, 403 for one refused by verification, 503 when the store failed (the
-    portal may post it again), and otherwise what ``on_event(event, request)`` returns,
+    is not an event, 403 for one refused by verification, 503 when the store failed or an
+    install's portal could not be reached to check its tokens (nothing is stored), and
+    otherwise what ``on_event(event, request)`` returns,
     or ``{"ok": true, "event": NAME}``::
 
         app.router.add_post("/events", app_event_handler(openlines_app, on_event))

@@ -741,15 +741,15 @@ async def test_app_handler_answers_503_when_the_store_fails_an_event_or_uninstal
     ]
 
 
-async def test_app_handler_refuses_an_install_its_portal_cannot_confirm(
+async def test_app_handler_answers_503_to_an_install_its_portal_cannot_confirm(
     app_served: AppServed,
 ) -> None:
-    """The portal drops the app.info check: the install is refused (403, not 503: the
-    handler cannot tell a dead portal from tokens that do not work), nothing is stored,
-    and the next install, once the portal answers, goes through."""
+    """The portal drops the app.info check: the install is not stored and is answered
+    503 (the portal could not answer; its tokens were not refused), and the next
+    install, once the portal answers, goes through."""
     a = app_served.a
     a.set_faults(Faults(drop=1.0))
-    assert await a.send_event(app_served.url, "ONAPPINSTALL", INSTALL) == 403
+    assert await a.send_event(app_served.url, "ONAPPINSTALL", INSTALL) == 503
     assert await app_served.stored(a) == (None, None)
     assert app_served.seen == []
     assert a.stats.by_method.get("app.info", 0) >= 1

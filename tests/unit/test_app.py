@@ -30,7 +30,15 @@ from bitrix_openlines import (
     RetryPolicy,
     TokenStore,
 )
-from bitrix_openlines.errors import EventError, EventVerificationError, TokenStoreError
+from bitrix_openlines.errors import (
+    DecodeError,
+    EventError,
+    EventVerificationError,
+    OverloadError,
+    ServerError,
+    TokenStoreError,
+    TransportError,
+)
 from bitrix_openlines.ratelimit import LeakyBucketLimiter, OperatingBudget, RateLimit
 
 MEMBERS = [f"{i:032x}" for i in range(1, 6)]
@@ -368,6 +376,36 @@ async def test_install_checks_the_tokens_with_app_info() -> None:
         assert await store.load(MEMBERS[0]) is not None
         assert await store.load(MEMBERS[1]) is None
         assert await store.load_app_token(MEMBERS[1]) is None
+
+
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [
+        ({"status": 500, "payload": {"error": "INTERNAL_SERVER_ERROR"}}, ServerError),
+        ({"status": 500, "body": "<html>down</html>"}, DecodeError),
+        ({"status": 503, "payload": {"error": "OVERLOAD_LIMIT"}}, OverloadError),
+        ({"exception": aiohttp.ClientConnectionError("refused")}, TransportError),
+    ],
+    ids=["server-error", "html-page", "overloaded", "unreachable"],
+)
+async def test_an_install_its_portal_cannot_check_now_is_not_refused(
+    answer: dict[str, Any], error: type[Exception]
+) -> None:
+    # The portal failed, not the tokens: the error is the portal's (the handler answers
+    # 503), nothing is stored, and the install goes through once the portal answers.
+    store = InMemoryTokenStore()
+    async with app_with(store=store) as app:
+        with aioresponses() as mocked:
+            mocked.post(oauth_url("app.info"), repeat=True, **answer)
+            with pytest.raises(error) as caught:
+                await app.handle_event(install_body(MEMBERS[0]), "application/json")
+            assert not isinstance(caught.value, EventVerificationError)
+            assert await store.load(MEMBERS[0]) is None
+            assert await store.load_app_token(MEMBERS[0]) is None
+        with aioresponses() as mocked:
+            mocked.post(oauth_url("app.info"), payload={"result": {"INSTALLED": True}})
+            await app.handle_event(install_body(MEMBERS[0]), "application/json")
+        assert await store.load_app_token(MEMBERS[0]) == APP_TOKEN
 
 
 async def test_uninstall_is_verified_then_removes_everything() -> None:
