@@ -114,7 +114,7 @@ def _value(name: str, value: Any) -> WireValue | None:
     if kind is int:
         return int.__repr__(value)
     if kind is str:
-        return value if value.isascii() else _text(name, value)
+        return _text(name, value)
     if value is None:
         return None
     if isinstance(value, enum.Enum):

@@ -123,8 +123,6 @@ class DialogGet(Method[Dialog]):
         if type(query) is dict and len(query) == 1:
             # The common query, {"chat_id": 13}: one known key, passed as it is.
             for key, value in query.items():
-                if key == "chat_id":
-                    return cls(chat_id=value)
                 if key in _KEYS:
                     return cls(**{key: value})
         if isinstance(query, DialogGet):
