@@ -42,6 +42,7 @@ from typing import Any, Final, Generic, Protocol, TypeVar
 import attrs
 
 from bitrix_openlines._convert import structure_result
+from bitrix_openlines._fill import filler, new
 from bitrix_openlines.errors import (
     DecodeError,
     InvalidQueryError,
@@ -61,8 +62,9 @@ from bitrix_openlines.wire import (
     WireParams,
     WireValue,
     batch_command,
-    parse_batch_result,
     reset_at_of,
+    split_batch_result,
+    take_command,
 )
 
 __all__ = [
@@ -141,6 +143,9 @@ class BatchOutcome(Generic[T]):
     def ok(self) -> bool:
         """Whether the request succeeded."""
         return self.error is None
+
+
+_OUTCOME_FIELDS: Final = frozenset(attrs.fields_dict(BatchOutcome))
 
 
 @attrs.frozen(slots=True)
@@ -291,6 +296,7 @@ class BatchJob:
         self._concurrency = concurrency
         self._progress = progress
         self._outcome = outcome_type
+        self._fill = _filler_of(outcome_type)
         self._redact: Callable[[str], str] = redact or _keep
         self._total: int | None = len(queries) if hasattr(queries, "__len__") else None  # type: ignore[arg-type]
         self.done = 0
@@ -427,6 +433,9 @@ class BatchJob:
         try:
             request = self._to_request(query)
             method = type(request).__api_method__
+            plain = request._plain_command()  # the common requests, already encoded
+            if plain is not None:
+                return _Pending(request, method, plain, index, query)
             params = request.to_params()
             command = batch_command(method, params)
         except (TypeError, ValueError) as exc:
@@ -454,7 +463,8 @@ class BatchJob:
         for pending in chunk:
             if pending.started is None:
                 pending.started = now
-        pause = max(budget.pause_remaining(p.method) for p in chunk)
+        # Usually one method and one request class in a chunk: asked once each.
+        pause = max(budget.pause_remaining(m) for m in {p.method for p in chunk})
         settled: list[_Pending] = []
         if pause > 0:
             # A paused method: the commands whose deadline comes first fail now, rather
@@ -473,31 +483,47 @@ class BatchJob:
                 return settled
             for method in {p.method for p in chunk}:
                 await budget.wait(method)
-        keys = [f"c{i}" for i in range(len(chunk))]
-        methods = {key: pending.method for key, pending in zip(keys, chunk, strict=True)}
+        keys = _COMMAND_KEYS[: len(chunk)]
         cmd: dict[str, WireValue] = {
             key: pending.command for key, pending in zip(keys, chunk, strict=True)
         }
-        idempotent = all(type(p.request).__idempotent__ for p in chunk)
+        idempotent = all(kind.__idempotent__ for kind in {type(p.request) for p in chunk})
         try:
             answer = await self._send_batch(
                 {"cmd": cmd, "halt": "0"}, idempotent=idempotent, commands=len(chunk)
             )
             reset_at = reset_at_of(answer.envelope)
-            parsed = parse_batch_result(
-                answer.envelope.get("result"), methods, reset_at=reset_at, redact=self._redact
-            )
+            parts = split_batch_result(answer.envelope.get("result"))
         except OpenLinesError as error:
             # The whole batch failed after the policy's last attempt: every command fails.
             for pending in chunk:
                 pending.outcome = self._failure(pending, error)
             return settled + chunk
+        results, errors, times = parts
+        redact = self._redact
         rate_limited = False
         # The commands' time blocks count for their methods only where the portal bills
         # them so (not where they carry copies of batch's own total: that pauses batch).
         per_method = budget.bills_commands(answer.time)
         for key, pending in zip(keys, chunk, strict=True):
-            command = parsed.pop(key)
+            if key in results and key not in errors:
+                # The common case, a result: structured, and the outcome filled at once.
+                # Each raw result and time block is moved out of the answer and freed
+                # once structured (fewer objects alive across garbage collections).
+                time_info = TimeInfo.from_wire(times.pop(key, None))
+                if per_method:
+                    budget.observe(pending.method, time_info)
+                try:
+                    result = structure_result(
+                        results.pop(key), type(pending.request).__returns__, pending.method, redact
+                    )
+                except DecodeError as decode_error:
+                    pending.outcome = self._failure(pending, decode_error)
+                else:
+                    pending.outcome = self._success(pending, result, time_info)
+                settled.append(pending)
+                continue
+            command = take_command(key, pending.method, parts, reset_at=reset_at, redact=redact)
             if per_method:
                 budget.observe(pending.method, command.time)
             pending.outcome = self._settle(pending, command, reset_at)
@@ -538,23 +564,14 @@ class BatchJob:
     def _settle(
         self, pending: _Pending, command: CommandResult, reset_at: float | None
     ) -> BatchOutcome[Any] | None:
+        """The outcome of a command that gave no result: an error, or absent from the
+        answer (``None``: send it again)."""
         policy = self._policy
         method = pending.method
         error = command.error
-        if not command.found:
+        if error is None:  # take_command found neither a result nor an error
             error = DecodeError(
                 "the command is missing from the batch answer", status=200, method=method
-            )
-        if error is None:
-            try:
-                result = structure_result(
-                    command.result, type(pending.request).__returns__, method, self._redact
-                )
-            except DecodeError as decode_error:
-                return self._failure(pending, decode_error)
-            # Positional: (index, query, request, result, error, time), as declared.
-            return self._outcome(
-                pending.index, pending.query, pending.request, result, None, command.time
             )
         idempotent = type(pending.request).__idempotent__
         if isinstance(error, RateLimitError):
@@ -575,10 +592,44 @@ class BatchJob:
                 return None
         return self._failure(pending, error)
 
+    def _success(self, pending: _Pending, result: Any, time: TimeInfo | None) -> BatchOutcome[Any]:
+        fill = self._fill
+        if fill is None:
+            return self._outcome(pending.index, pending.query, pending.request, result, None, time)
+        # One per dialog of a job: filled without the frozen class's guarded stores.
+        outcome: Any = new(fill)
+        outcome.index = pending.index
+        outcome.query = pending.query
+        outcome.request = pending.request
+        outcome.result = result
+        outcome.error = None
+        outcome.time = time
+        outcome.__class__ = self._outcome
+        made: BatchOutcome[Any] = outcome  # typed without a call (typing.cast is one)
+        return made
+
     def _failure(self, pending: _Pending, error: OpenLinesError) -> BatchOutcome[Any]:
         return self._outcome(
             index=pending.index, query=pending.query, request=pending.request, error=error
         )
+
+
+#: The keys of a batch's commands, in order.
+_COMMAND_KEYS: Final = tuple(f"c{i}" for i in range(MAX_BATCH_COMMANDS))
+#: Each outcome class's filler (see _fill), or None for a class that cannot have one.
+_FILLERS: dict[type, type | None] = {}
+
+
+def _filler_of(outcome_type: type[BatchOutcome[Any]]) -> type | None:
+    if outcome_type not in _FILLERS:
+        try:
+            made: type | None = filler(outcome_type)
+        except TypeError:  # a user's class with checks of its own: built by calling it
+            made = None
+        if set(attrs.fields_dict(outcome_type)) != _OUTCOME_FIELDS:
+            made = None  # _success fills exactly these
+        _FILLERS[outcome_type] = made
+    return _FILLERS[outcome_type]
 
 
 def _keep(text: str) -> str:

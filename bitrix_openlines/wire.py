@@ -14,7 +14,8 @@ means the same alone and in a batch (PROTOCOL.md 1 and 5):
 
 **Answers.** :func:`decode_envelope` turns a :class:`RawResponse` into the envelope dict
 or raises the exception the code table (:func:`error_class_for`) gives for an error body;
-:func:`parse_batch_result` splits a ``batch`` answer into one entry per command.
+:func:`parse_batch_result` splits a ``batch`` answer into one entry per command
+(:func:`split_batch_result` and :func:`take_command`, one command at a time).
 
 **Events.** :func:`parse_form` reads a PHP form body (``data[FIELDS][ID]=5``) as PHP's
 ``parse_str`` does. It is the SDK's own: the fake portal keeps a separate decoder on
@@ -57,6 +58,7 @@ from bitrix_openlines.types.common import TimeInfo
 
 __all__ = [
     "MAX_BATCH_COMMANDS",
+    "BatchParts",
     "CommandResult",
     "RawResponse",
     "WireParams",
@@ -72,6 +74,8 @@ __all__ = [
     "parse_form",
     "parse_form_pairs",
     "reset_at_of",
+    "split_batch_result",
+    "take_command",
     "to_wire",
 ]
 
@@ -581,6 +585,60 @@ def _part(value: Any) -> dict[str, Any]:
     return {}
 
 
+BatchParts = tuple[dict[str, Any], dict[str, Any], dict[str, Any]]
+
+
+def split_batch_result(result: Any) -> BatchParts:
+    """The ``result``, ``result_error`` and ``result_time`` parts of a ``batch`` result.
+
+    A decoded answer's parts are its own dicts (entries are moved out of them, see
+    :func:`parse_batch_result`); a list-style part is keyed ``"0"``, ``"1"``...
+
+    Raises:
+        DecodeError: ``result`` is not a batch result at all.
+    """
+    if not isinstance(result, Mapping):
+        raise DecodeError(
+            f"a batch answer's result must be an object, got {type(result).__name__}",
+            status=200,
+            method="batch",
+        )
+    return (
+        _part(result.get("result")),
+        _part(result.get("result_error")),
+        _part(result.get("result_time")),
+    )
+
+
+def take_command(
+    key: str,
+    method: str,
+    parts: BatchParts,
+    *,
+    reset_at: float | None = None,
+    redact: Redact = _keep,
+) -> CommandResult:
+    """Move what ``parts`` (:func:`split_batch_result`) say of command ``key`` out of them.
+
+    ``method`` is the method the command called (for its error's ``method``), ``reset_at``
+    the outer ``time.operating_reset_at`` (for ``OPERATION_TIME_LIMIT``), ``redact`` hides
+    secrets in the error texts the server sent.
+    """
+    results, errors, times = parts
+    time_info = TimeInfo.from_wire(times.pop(key, None))
+    if key in errors:
+        payload = errors[key]
+        if not isinstance(payload, Mapping):
+            payload = {"error": "ERROR_UNEXPECTED_ANSWER", "error_description": str(payload)}
+        error = error_from_payload(
+            payload, status=200, method=method, reset_at=reset_at, redact=redact
+        )
+        return CommandResult(True, None, error, time_info)
+    if key in results:
+        return CommandResult(True, results.pop(key), None, time_info)
+    return CommandResult(False)
+
+
 def parse_batch_result(
     result: Any,
     methods: Mapping[str, str],
@@ -604,31 +662,11 @@ def parse_batch_result(
     Raises:
         DecodeError: ``result`` is not a batch result at all.
     """
-    if not isinstance(result, Mapping):
-        raise DecodeError(
-            f"a batch answer's result must be an object, got {type(result).__name__}",
-            status=200,
-            method="batch",
-        )
-    results = _part(result.get("result"))
-    errors = _part(result.get("result_error"))
-    times = _part(result.get("result_time"))
-    parsed: dict[str, CommandResult] = {}
-    for key, method in methods.items():
-        time_info = TimeInfo.from_wire(times.pop(key, None))
-        if key in errors:
-            payload = errors[key]
-            if not isinstance(payload, Mapping):
-                payload = {"error": "ERROR_UNEXPECTED_ANSWER", "error_description": str(payload)}
-            error = error_from_payload(
-                payload, status=200, method=method, reset_at=reset_at, redact=redact
-            )
-            parsed[key] = CommandResult(True, None, error, time_info)
-        elif key in results:
-            parsed[key] = CommandResult(True, results.pop(key), None, time_info)
-        else:
-            parsed[key] = CommandResult(False)
-    return parsed
+    parts = split_batch_result(result)
+    return {
+        key: take_command(key, method, parts, reset_at=reset_at, redact=redact)
+        for key, method in methods.items()
+    }
 
 
 # -- PHP form bodies (events) ---------------------------------------------------------------

@@ -43,6 +43,16 @@ class Method(Generic[T]):
         """
         return to_wire({wire: getattr(self, name) for name, wire in _wire_names(type(self))})
 
+    def _plain_command(self) -> str | None:
+        """This call's ``batch`` command when it surely holds no batch reference, or ``None``.
+
+        A shortcut for the batch engine's most common requests, which it would otherwise
+        encode (:meth:`to_params`, :func:`~bitrix_openlines.wire.batch_command`) and scan
+        for references: a class may give the same text directly (a test compares them).
+        ``None`` takes the general way.
+        """
+        return None
+
 
 _WIRE_NAMES: dict[type, tuple[tuple[str, str], ...]] = {}
 

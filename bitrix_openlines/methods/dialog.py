@@ -13,6 +13,7 @@ from typing import Any
 
 import attrs
 
+from bitrix_openlines._fill import filler, new
 from bitrix_openlines.methods.base import Method, register_method
 from bitrix_openlines.types.dialog import Dialog, UserCode, chat_id_from_dialog_id
 from bitrix_openlines.wire import WireParams
@@ -123,6 +124,22 @@ class DialogGet(Method[Dialog]):
         if type(query) is dict and len(query) == 1:
             # The common query, {"chat_id": 13}: one known key, passed as it is.
             for key, value in query.items():
+                if (
+                    key == "chat_id"
+                    and type(value) is int
+                    and 0 < value <= _MAX_ID
+                    and cls is DialogGet
+                ):
+                    # What __attrs_post_init__ would check is checked: filled without
+                    # the frozen class's guarded stores (one query per dialog of a job).
+                    made: Any = new(_DialogGetFill)
+                    made.chat_id = value
+                    made.dialog_id = None
+                    made.session_id = None
+                    made.user_code = None
+                    made.__class__ = DialogGet
+                    typed: DialogGet = made  # without a call (typing.cast is one)
+                    return typed
                 if key in _KEYS:
                     return cls(**{key: value})
         if isinstance(query, DialogGet):
@@ -144,6 +161,12 @@ class DialogGet(Method[Dialog]):
             return {"CHAT_ID": int.__repr__(chat_id)}
         return super().to_params()
 
+    def _plain_command(self) -> str | None:
+        chat_id = self.chat_id
+        if type(chat_id) is int:  # its digits: nothing the portal could rewrite
+            return f"imopenlines.dialog.get?CHAT_ID={int.__repr__(chat_id)}"
+        return None
+
     @property
     def identifier(self) -> tuple[str, int | str]:
         """The one identifier given, as ``(name, value)``."""
@@ -152,3 +175,8 @@ class DialogGet(Method[Dialog]):
             if value is not None:
                 return name, value
         raise AssertionError("unreachable: validated in __attrs_post_init__")
+
+
+#: ``DialogGet``'s layout with plain stores, for ``from_query``'s common case (its checks
+#: are done there; see :mod:`bitrix_openlines._fill`).
+_DialogGetFill = filler(DialogGet, checked=False)
