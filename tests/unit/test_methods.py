@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import pickle
 import types
 import typing
 from typing import Any
@@ -14,7 +15,7 @@ from aioresponses import aioresponses
 
 from bitrix_openlines import Dialog, DialogGet, UserCode
 from bitrix_openlines.methods import Method, base, get_method, register_method, registered_methods
-from bitrix_openlines.wire import to_wire
+from bitrix_openlines.wire import batch_command, to_wire
 
 # -- validation --------------------------------------------------------------------------
 
@@ -240,6 +241,64 @@ def test_dialog_get_to_params_is_to_wire_of_its_identifier(chat_id: int) -> None
     # DialogGet's shortcut for an int chat id gives what the generic encoder gives.
     assert DialogGet(chat_id=chat_id).to_params() == to_wire({"CHAT_ID": chat_id})
     assert DialogGet(chat_id=chat_id).to_params() == {"CHAT_ID": str(int(chat_id))}
+
+
+@pytest.mark.parametrize("chat_id", [1, 13, 2**63 - 1])
+def test_from_query_shortcut_builds_exactly_a_frozen_dialog_get(chat_id: int) -> None:
+    # {"chat_id": int} is filled without DialogGet's __init__ (see bitrix_openlines._fill):
+    # what it gives must be exactly what the constructor gives.
+    made = DialogGet.from_query({"chat_id": chat_id})
+    assert type(made) is DialogGet
+    assert made == DialogGet(chat_id=chat_id)
+    assert hash(made) == hash(DialogGet(chat_id=chat_id))
+    assert repr(made) == repr(DialogGet(chat_id=chat_id))
+    assert pickle.loads(pickle.dumps(made)) == made
+    assert made.identifier == ("chat_id", chat_id)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        made.chat_id = 5  # type: ignore[misc]
+
+
+def test_from_query_of_a_subclass_builds_the_subclass() -> None:
+    @attrs.frozen(kw_only=True)
+    class Traced(DialogGet):
+        pass
+
+    made = Traced.from_query({"chat_id": 7})
+    assert type(made) is Traced
+    assert made == Traced(chat_id=7)
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        DialogGet(chat_id=13),
+        DialogGet(chat_id=2**63 - 1),
+        DialogGet.from_query({"chat_id": 29}),
+        DialogGet(chat_id=_Chat.SUPPORT),
+        DialogGet(dialog_id="chat29"),
+        DialogGet(session_id=1743),
+        DialogGet(user_code="livechat|1|1373|211"),
+    ],
+    ids=repr,
+)
+def test_the_plain_command_is_the_encoded_one_or_none(request_: DialogGet) -> None:
+    # The batch engine's shortcut: when given, the same text as the general encoding.
+    plain = request_._plain_command()
+    if type(request_.chat_id) is int:
+        assert plain == batch_command(DIALOG_GET, request_.to_params())
+    else:
+        assert plain is None
+
+
+def test_a_method_has_no_plain_command_unless_it_gives_one() -> None:
+    @attrs.frozen(kw_only=True)
+    class Plain(Method[int]):
+        __api_method__ = "x.y"
+        __returns__ = int
+
+        id: int = 5
+
+    assert Plain()._plain_command() is None
 
 
 # -- the registry ------------------------------------------------------------------------

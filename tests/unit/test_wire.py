@@ -13,13 +13,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bitrix_openlines import UserCode
-from bitrix_openlines.errors import ApiError
+from bitrix_openlines.errors import ApiError, DecodeError
 from bitrix_openlines.wire import (
     batch_command,
     http_build_query,
     json_body,
     parse_batch_result,
     parse_form,
+    split_batch_result,
+    take_command,
     to_wire,
 )
 
@@ -224,3 +226,25 @@ def test_parse_batch_result_leaves_other_mappings_as_they_are() -> None:
 def test_parse_batch_result_reads_list_style_parts() -> None:
     parsed = parse_batch_result({"result": [{"id": 1}, {"id": 2}]}, {"0": "a.get", "1": "a.get"})
     assert parsed["1"].result == {"id": 2}
+
+
+def test_take_command_moves_one_command_out_of_the_split_parts() -> None:
+    # The batch engine takes commands one at a time: each gives its result or error once.
+    answer = _batch_answer()
+    parts = split_batch_result(answer)
+    first = take_command("c0", "a.get", parts)
+    assert first.found
+    assert first.result == {"id": 1}
+    assert first.time is not None
+    assert "c0" not in answer["result"]
+    assert "c0" not in answer["result_time"]
+    error = take_command("c1", "b.get", parts).error
+    assert isinstance(error, ApiError)
+    assert error.method == "b.get"
+    assert not take_command("c3", "d.get", parts).found
+
+
+@pytest.mark.parametrize("result", [None, [], "text", 5])
+def test_split_batch_result_refuses_what_is_not_a_batch_result(result: Any) -> None:
+    with pytest.raises(DecodeError, match="batch answer's result must be an object"):
+        split_batch_result(result)

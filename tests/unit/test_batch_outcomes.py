@@ -1,0 +1,186 @@
+"""How the batch engine builds each outcome (unit level, a scripted ``send_batch``).
+
+A command's result is structured and its outcome filled without the frozen class's
+guarded stores (``bitrix_openlines._fill``): the outcome must be exactly the one calling
+the class gives. An outcome class whose ``__init__`` does more (a validator, a field of
+its own) is built by calling it. Results, errors, malformed results and missing commands
+of one answer each get their own outcome.
+"""
+
+from __future__ import annotations
+
+import copy
+import pickle
+import typing
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+from _unit_helpers import dialog_example, fake_budget
+
+from bitrix_openlines import Dialog, DialogGet, RetryPolicy
+from bitrix_openlines.batch import BatchJob, BatchOutcome, DialogOutcome
+from bitrix_openlines.errors import AccessError, DecodeError
+from bitrix_openlines.types.common import TimeInfo
+from bitrix_openlines.wire import WireParams
+
+TIME = {"start": 1795806457, "finish": 1795806457.5, "duration": 0.5, "processing": 0}
+
+
+@attrs.frozen
+class _Answer:
+    envelope: dict[str, Any]
+    time: TimeInfo | None = None
+
+
+class _Portal:
+    """Answers each ``batch`` with a result for every command whose chat id is not in
+    ``errors``/``malformed``/``missing``; those get an error, a result that does not fit
+    ``Dialog``, or nothing (the first ``missing_times`` times they are sent)."""
+
+    def __init__(self, dialog: dict[str, Any], *, missing_times: int = 1) -> None:
+        self.dialog = dialog
+        self.errors: set[int] = set()
+        self.malformed: set[int] = set()
+        self.missing: set[int] = set()
+        self.missing_times = missing_times
+        self.sent: list[list[str]] = []
+
+    async def __call__(self, params: WireParams, *, idempotent: bool, commands: int) -> _Answer:
+        cmd = params["cmd"]
+        assert isinstance(cmd, dict)
+        self.sent.append([str(c) for c in cmd.values()])
+        result: dict[str, Any] = {}
+        errors: dict[str, Any] = {}
+        times: dict[str, Any] = {}
+        for key, command in cmd.items():
+            chat = int(str(command).rpartition("=")[2])
+            if (
+                chat in self.missing
+                and sum(str(command) in s for s in self.sent) <= self.missing_times
+            ):
+                continue
+            times[key] = dict(TIME)
+            if chat in self.errors:
+                errors[key] = {"error": "ACCESS_ERROR", "error_description": "no"}
+            elif chat in self.malformed:
+                result[key] = {**copy.deepcopy(self.dialog), "id": "not a number"}
+            else:
+                result[key] = {
+                    **copy.deepcopy(self.dialog),
+                    "id": chat,
+                    "dialog_id": f"chat{chat}",
+                }
+        envelope = {
+            "result": {"result": result, "result_error": errors or [], "result_time": times},
+            "time": dict(TIME),
+        }
+        return _Answer(envelope, TimeInfo.from_wire(TIME))
+
+
+def _job(portal: _Portal, queries: list[Any], **kwargs: Any) -> BatchJob:
+    return BatchJob(
+        portal,
+        queries,
+        retry=RetryPolicy.no_wait(),
+        budget=fake_budget(),
+        to_request=DialogGet.from_query,
+        **kwargs,
+    )
+
+
+@pytest.fixture
+def dialog(docs_examples: Path) -> dict[str, Any]:
+    return copy.deepcopy(dialog_example(docs_examples)["result"])
+
+
+async def test_a_result_s_outcome_is_exactly_the_constructed_one(dialog: dict[str, Any]) -> None:
+    portal = _Portal(dialog)
+    (outcome,) = [o async for o in _job(portal, [{"chat_id": 5}], outcome_type=DialogOutcome)]
+    assert type(outcome) is DialogOutcome
+    assert isinstance(outcome.dialog, Dialog)
+    expected = DialogOutcome(
+        index=0,
+        query={"chat_id": 5},
+        request=DialogGet(chat_id=5),
+        result=outcome.dialog,
+        error=None,
+        time=TimeInfo.from_wire(TIME),
+    )
+    assert outcome == expected
+    assert repr(outcome) == repr(expected)
+    assert outcome.ok
+    assert pickle.loads(pickle.dumps(outcome)) == outcome
+    assert attrs.evolve(outcome, index=3).index == 3
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        outcome.index = 1  # type: ignore[misc]
+
+
+@attrs.frozen
+class _Counted(BatchOutcome[Dialog]):
+    """An outcome class whose __init__ does more than store (a post-init): called."""
+
+    def __attrs_post_init__(self) -> None:
+        _BUILT.append(self.index)
+
+
+@attrs.frozen
+class _Tagged(BatchOutcome[Dialog]):
+    """An outcome class with a field of its own: called, so the field gets its default."""
+
+    tag: str = "job"
+
+
+_BUILT: list[int] = []
+
+
+@pytest.mark.parametrize("outcome_type", [_Counted, _Tagged])
+async def test_an_outcome_class_that_checks_is_built_by_calling_it(
+    dialog: dict[str, Any], outcome_type: type[BatchOutcome[Any]]
+) -> None:
+    _BUILT.clear()
+    portal = _Portal(dialog)
+    outcomes: list[Any] = [
+        o
+        async for o in _job(portal, [{"chat_id": i} for i in (1, 2, 3)], outcome_type=outcome_type)
+    ]
+    assert [type(o) for o in outcomes] == [outcome_type] * 3
+    assert [o.result.chat_id for o in outcomes if o.result is not None] == [1, 2, 3]
+    if outcome_type is _Counted:
+        assert _BUILT == [0, 1, 2]
+    else:
+        assert [typing.cast(_Tagged, o).tag for o in outcomes] == ["job"] * 3
+
+
+async def test_each_command_of_one_answer_gets_its_own_outcome(dialog: dict[str, Any]) -> None:
+    # A result, an error, a result that does not fit Dialog and a command the answer left
+    # out (sent again, then answered), in one batch: nothing lost, swapped or hidden.
+    portal = _Portal(dialog)
+    portal.errors = {2}
+    portal.malformed = {3}
+    portal.missing = {4}
+    outcomes: list[Any] = [
+        o
+        async for o in _job(
+            portal, [{"chat_id": i} for i in (1, 2, 3, 4, 5)], outcome_type=DialogOutcome
+        )
+    ]
+    assert [o.index for o in outcomes] == [0, 1, 2, 3, 4]
+    assert [o.dialog.chat_id if o.dialog else None for o in outcomes] == [1, None, None, 4, 5]
+    assert isinstance(outcomes[1].error, AccessError)
+    assert isinstance(outcomes[2].error, DecodeError)
+    assert "does not fit Dialog" in str(outcomes[2].error)
+    assert len(portal.sent) == 2
+    assert portal.sent[1] == ["imopenlines.dialog.get?CHAT_ID=4"]
+
+
+async def test_a_command_missing_every_time_fails_after_the_policy_s_attempts(
+    dialog: dict[str, Any],
+) -> None:
+    portal = _Portal(dialog, missing_times=100)
+    portal.missing = {7}
+    (outcome,) = [o async for o in _job(portal, [{"chat_id": 7}], outcome_type=DialogOutcome)]
+    assert isinstance(outcome.error, DecodeError)
+    assert "missing from the batch answer" in str(outcome.error)
+    assert len(portal.sent) == RetryPolicy.no_wait().max_attempts
