@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import pickle
+import sys
 import traceback
 import typing
 import weakref
@@ -173,6 +174,14 @@ def test_a_mapping_that_is_not_a_dict_goes_to_the_detailed_path(detailed: _Detai
     dialog = structure(body, Dialog)
     assert detailed.calls == [Dialog]
     assert dialog.last_message_views == LastMessageViews(count_of_viewers=2)
+
+
+def test_a_mapping_item_built_inline_goes_to_the_detailed_path(detailed: _Detailed) -> None:
+    item = {"user_id": 5, "user_name": "G", "message_id": 1, "date": None}
+    body = {**copy.deepcopy(CURRENT["result"]), "readed_list": [_Frozen(item)]}
+    dialog = structure(body, Dialog)
+    assert detailed.calls == [Dialog]
+    assert dialog.readed_list == (ReadEntry(5, "G", 1),)
 
 
 class _Frozen(Mapping[str, Any]):
@@ -474,3 +483,218 @@ def test_the_comparison_sees_a_changed_extra_or_leaf_type() -> None:
     assert dialog.restrictions is not None
     nested = attrs.evolve(dialog.restrictions, extra={"path": ""})
     assert deep(dialog) != deep(attrs.evolve(dialog, restrictions=nested))
+
+
+# -- the complete variant and the objects built inline ------------------------------------------
+
+
+def _generated_calls(run: Any) -> list[str]:
+    """The generated fast functions that ``run()`` calls, by their file names' classes
+    (not their comprehensions; ``run`` is called once before, so none is generated then)."""
+    calls: list[str] = []
+    prefix = "<bitrix_openlines fast structure bitrix_openlines.types.dialog."
+
+    def profile(frame: Any, event: str, _: Any) -> None:
+        name = frame.f_code.co_filename
+        if event == "call" and name.startswith(prefix) and frame.f_code.co_name == "fast":
+            calls.append(name[len(prefix) : -1])
+
+    run()
+    sys.setprofile(profile)
+    try:
+        run()
+    finally:
+        sys.setprofile(None)
+    return calls
+
+
+def _same_both_ways(body: dict[str, Any]) -> Dialog:
+    dialog = structure(copy.deepcopy(body), Dialog)
+    assert deep(dialog) == deep(converter.structure(copy.deepcopy(body), Dialog))
+    return dialog
+
+
+@pytest.mark.parametrize("more", [{}, {"disappearing_time": 86400}])
+def test_a_whole_chat_object_is_built_by_one_call(
+    more: dict[str, Any], detailed: _Detailed
+) -> None:
+    # 38 fields (no disappearing_time, as the documented object) or all 39: the complete
+    # function alone builds the dialog and every object in it, with no other call.
+    body = {**copy.deepcopy(CURRENT["result"]), **more}
+    calls = _generated_calls(lambda: structure(copy.deepcopy(body), Dialog))
+    assert calls == ["Dialog"]
+    dialog = _same_both_ways(body)
+    assert dialog.disappearing_time == more.get("disappearing_time")
+    assert dialog.extra == {}
+    assert detailed.calls == []
+
+
+def test_a_2024_chat_object_goes_straight_to_the_few_keys_function(
+    docs_examples: Path, detailed: _Detailed
+) -> None:
+    body = load_example(docs_examples, CHAT_EXAMPLES[2])["result"]
+    assert len(body) == 16
+    calls = _generated_calls(lambda: structure(copy.deepcopy(body), Dialog))
+    assert calls == ["Dialog", "Dialog (few)"]
+    _same_both_ways(body)
+    assert detailed.calls == []
+
+
+@pytest.mark.parametrize(
+    ("drop", "add", "expected"),
+    [
+        # A field missing, an unknown key in its place: the complete function's KeyError
+        # hands the object to the counted one, which keeps the unknown key.
+        ("role", {"ai": 1}, ["Dialog", "Dialog (counted)"]),
+        ("id", {"ai": 1}, ["Dialog", "Dialog (counted)"]),  # required: the detailed path
+        # disappearing_time is counted by the complete function itself.
+        ("disappearing_time", {"ai": 1}, ["Dialog"]),
+        # One field fewer than the complete function takes.
+        ("role", {}, ["Dialog", "Dialog (counted)"]),
+    ],
+)
+def test_a_chat_object_missing_a_field_takes_the_counted_function(
+    drop: str, add: dict[str, Any], expected: list[str], detailed: _Detailed
+) -> None:
+    body = {**copy.deepcopy(CURRENT["result"]), "disappearing_time": 0}
+    del body[drop]
+    body.update(add)
+    calls = _generated_calls(lambda: _outcome(lambda: structure(copy.deepcopy(body), Dialog)))
+    assert calls == expected
+    detailed.calls.clear()
+    fast = _outcome(lambda: structure(copy.deepcopy(body), Dialog))
+    assert fast == _outcome(lambda: converter.structure(copy.deepcopy(body), Dialog))
+    if drop == "id":
+        assert fast[0] == "error"
+        assert detailed.calls == [Dialog]
+    else:
+        assert fast[0] == "ok"
+        assert structure(copy.deepcopy(body), Dialog).extra == add
+        assert detailed.calls == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        # As many keys as fields, one of them unknown: the whole dialog is counted.
+        (
+            "restrictions",
+            {**dict.fromkeys(list(CURRENT["result"]["restrictions"])[1:], True), "path": "/"},
+            ["Dialog", "Dialog (counted)"],
+        ),
+        ("entity_link", {"type": "LINES", "url": "", "ai": "x"}, ["Dialog", "Dialog (counted)"]),
+        # Fewer keys: that object alone takes its class's counted (or few) function.
+        (
+            "restrictions",
+            {"send": True, "call": False, "mute": True, "leave": False, "rename": 1},
+            ["Dialog", "Restrictions (counted)"],
+        ),
+        (
+            "permissions",
+            {"can_post": "member"},
+            ["Dialog", "Permissions (counted)", "Permissions (few)"],
+        ),
+        ("readed_list", [{"user_id": "5"}], ["Dialog", "ReadEntry (counted)", "ReadEntry (few)"]),
+        (
+            "last_message_views",
+            {"message_id": 1, "first_viewers": [{"user_id": 3, "user_name": None}]},
+            ["Dialog", "LastMessageViews (counted)"],  # its viewer built inline there
+        ),
+        # More keys: built inline, with an extra of its own.
+        (
+            "readed_list",
+            [{"user_id": 5, "user_name": "G", "message_id": 1, "date": "", "seen": True}],
+            ["Dialog"],
+        ),
+        ("readed_list", [], ["Dialog"]),
+        (
+            "readed_list",
+            [{"user_id": 5, "user_name": "G", "message_id": 1, "date": None}] * 2,
+            ["Dialog", "ReadEntry", "ReadEntry"],
+        ),
+    ],
+)
+def test_nested_objects_of_every_size(
+    field: str, value: Any, expected: list[str], detailed: _Detailed
+) -> None:
+    body = {**copy.deepcopy(CURRENT["result"]), field: value}
+    calls = _generated_calls(lambda: structure(copy.deepcopy(body), Dialog))
+    assert calls == expected
+    _same_both_ways(body)
+    assert detailed.calls == []
+
+
+@pytest.mark.parametrize(
+    "patch",
+    [
+        # A bad value in each object built inline, with all its keys (the complete mode).
+        {"restrictions": {**CURRENT["result"]["restrictions"], "call": 1.0}},
+        {"restrictions": {**CURRENT["result"]["restrictions"], "call": "maybe"}},
+        {"permissions": {**CURRENT["result"]["permissions"], "manage_ui": True}},
+        {"entity_link": {"type": [], "url": "", "id": "x"}},
+        {"readed_list": [{"user_id": True, "user_name": "G", "message_id": 1, "date": None}]},
+        {"readed_list": [{"user_id": 5, "user_name": "G", "message_id": 1, "date": "soon"}]},
+        {"readed_list": [5]},
+        {"readed_list": [[]]},
+        {"last_message_views": {"message_id": 1, "first_viewers": [7], "count_of_viewers": 0}},
+        {
+            "last_message_views": {
+                "message_id": 1,
+                "first_viewers": [{"user_id": 1, "user_name": "A", "date": 5}],
+                "count_of_viewers": 0,
+            }
+        },
+        {"last_message_views": {"message_id": 1, "first_viewers": [], "count_of_viewers": None}},
+        {"disappearing_time": "soon"},
+        {"id": 2.5, "disappearing_time": 0},
+    ],
+)
+def test_a_bad_value_inside_an_inline_object_takes_the_detailed_path(
+    patch: dict[str, Any], detailed: _Detailed
+) -> None:
+    body = {**copy.deepcopy(CURRENT["result"]), **patch}
+    fast = _outcome(lambda: structure(copy.deepcopy(body), Dialog))
+    assert fast[0] == "error"
+    assert fast == _outcome(lambda: converter.structure(copy.deepcopy(body), Dialog))
+    assert detailed.calls == [Dialog]
+
+
+@pytest.mark.parametrize(("dialog_id", "expected"), [("", "chat1777"), ("chat5", "chat5")])
+def test_dialog_id_is_derived_only_when_the_portal_sent_none(
+    dialog_id: str, expected: str
+) -> None:
+    # The fast function calls Dialog's post-init only when dialog_id is empty: it does
+    # nothing else, as the class itself shows.
+    assert Dialog(id=1777, dialog_id=dialog_id).dialog_id == expected
+    for size in (38, 16):  # the complete function and the few-keys one
+        body = {**copy.deepcopy(CURRENT["result"]), "dialog_id": dialog_id}
+        if size == 16:
+            body = {key: body[key] for key in [*list(body)[:15], "dialog_id"]}
+        assert _same_both_ways(body).dialog_id == expected
+
+
+@attrs.frozen(slots=True)
+class _Level:
+    depth: int
+    inner: _Level | None = None
+    extra: Mapping[str, Any] = attrs.field(factory=dict, eq=False)
+
+
+@attrs.frozen(slots=True)
+class _Top:
+    first: _Level
+    items: tuple[_Level, ...] = ()
+    extra: Mapping[str, Any] = attrs.field(factory=dict, eq=False)
+
+
+def _levels(depth: int, last: Any = None) -> Any:
+    return {"depth": depth, "inner": last if depth == 5 else _levels(depth + 1, last)}
+
+
+@pytest.mark.parametrize("last", [None, {"depth": "6", "x": 1}, {"depth": []}, [], "x"])
+def test_objects_deeper_than_the_inline_depth(last: Any) -> None:
+    # _Top builds _Level objects inline down to _INLINE_DEPTH classes; deeper ones (and a
+    # _Level inside a _Level) through a call. Either way the same object or error.
+    body = {"first": _levels(1, last), "items": [_levels(1, last)], "other": 2}
+    fast = _outcome(lambda: structure(copy.deepcopy(body), _Top))
+    assert fast == _outcome(lambda: converter.structure(copy.deepcopy(body), _Top))
