@@ -41,7 +41,7 @@ from typing import Any, Final, Generic, Protocol, TypeVar
 
 import attrs
 
-from bitrix_openlines._convert import structure_result
+from bitrix_openlines._convert import fast_structurer, structure_result
 from bitrix_openlines._fill import filler, new
 from bitrix_openlines.errors import (
     DecodeError,
@@ -505,6 +505,8 @@ class BatchJob:
         # The commands' time blocks count for their methods only where the portal bills
         # them so (not where they carry copies of batch's own total: that pauses batch).
         per_method = budget.bills_commands(answer.time)
+        kind: Any = None  # the request class of the command before, and its structurer
+        fast: Callable[[Any], Any] | None = None
         for key, pending in zip(keys, chunk, strict=True):
             if key in results and key not in errors:
                 # The common case, a result: structured, and the outcome filled at once.
@@ -513,14 +515,24 @@ class BatchJob:
                 time_info = TimeInfo.from_wire(times.pop(key, None))
                 if per_method:
                     budget.observe(pending.method, time_info)
+                if type(pending.request) is not kind:
+                    kind = type(pending.request)
+                    fast = fast_structurer(kind.__returns__)
+                raw = results.pop(key)
                 try:
-                    result = structure_result(
-                        results.pop(key), type(pending.request).__returns__, pending.method, redact
-                    )
-                except DecodeError as decode_error:
-                    pending.outcome = self._failure(pending, decode_error)
-                else:
-                    pending.outcome = self._success(pending, result, time_info)
+                    if fast is None:
+                        raise TypeError  # no fast function: structure_result decides
+                    result = fast(raw)
+                except Exception:
+                    # What the fast function refused, structure_result structures again
+                    # through the detailed path (or words the error): its result or error.
+                    try:
+                        result = structure_result(raw, kind.__returns__, pending.method, redact)
+                    except DecodeError as decode_error:
+                        pending.outcome = self._failure(pending, decode_error)
+                        settled.append(pending)
+                        continue
+                pending.outcome = self._success(pending, result, time_info)
                 settled.append(pending)
                 continue
             command = take_command(key, pending.method, parts, reset_at=reset_at, redact=redact)

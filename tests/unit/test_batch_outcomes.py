@@ -22,6 +22,7 @@ from _unit_helpers import dialog_example, fake_budget
 from bitrix_openlines import Dialog, DialogGet, RetryPolicy
 from bitrix_openlines.batch import BatchJob, BatchOutcome, DialogOutcome
 from bitrix_openlines.errors import AccessError, DecodeError
+from bitrix_openlines.methods import Method
 from bitrix_openlines.types.common import TimeInfo
 from bitrix_openlines.wire import WireParams
 
@@ -44,6 +45,7 @@ class _Portal:
         self.errors: set[int] = set()
         self.malformed: set[int] = set()
         self.missing: set[int] = set()
+        self.stringy: set[int] = set()  # the id as digits in a string: the slow path's
         self.missing_times = missing_times
         self.sent: list[list[str]] = []
 
@@ -66,6 +68,8 @@ class _Portal:
                 errors[key] = {"error": "ACCESS_ERROR", "error_description": "no"}
             elif chat in self.malformed:
                 result[key] = {**copy.deepcopy(self.dialog), "id": "not a number"}
+            elif chat in self.stringy:
+                result[key] = {**copy.deepcopy(self.dialog), "id": str(chat), "dialog_id": ""}
             else:
                 result[key] = {
                     **copy.deepcopy(self.dialog),
@@ -184,3 +188,50 @@ async def test_a_command_missing_every_time_fails_after_the_policy_s_attempts(
     assert isinstance(outcome.error, DecodeError)
     assert "missing from the batch answer" in str(outcome.error)
     assert len(portal.sent) == RetryPolicy.no_wait().max_attempts
+
+
+async def test_a_result_the_fast_path_refuses_is_structured_by_the_detailed_one(
+    dialog: dict[str, Any],
+) -> None:
+    # "id": "6" (digits in a string) does not pass the fast function's exact-type checks;
+    # the detailed path reads it, as a single call would.
+    portal = _Portal(dialog)
+    portal.stringy = {6}
+    outcomes: list[Any] = [
+        o async for o in _job(portal, [{"chat_id": 5}, {"chat_id": 6}], outcome_type=DialogOutcome)
+    ]
+    assert [o.dialog.chat_id for o in outcomes] == [5, 6]
+    assert outcomes[1].dialog.dialog_id == "chat6"
+    assert outcomes[1].dialog == outcomes[1].dialog.__class__(
+        **attrs.asdict(outcomes[1].dialog, recurse=False)
+    )
+
+
+@attrs.frozen(kw_only=True)
+class _Count(Method[int]):
+    """A method whose result type (int) has no fast function."""
+
+    __api_method__ = "test.count"
+    __returns__ = int
+
+    id: int
+
+
+async def test_a_result_type_without_a_fast_function_goes_through_structure_result() -> None:
+    async def send_batch(params: WireParams, *, idempotent: bool, commands: int) -> _Answer:
+        cmd = params["cmd"]
+        assert isinstance(cmd, dict)
+        result = {key: 7 if key == "c0" else "x" for key in cmd}
+        return _Answer({"result": {"result": result, "result_error": [], "result_time": {}}})
+
+    job = BatchJob(
+        send_batch,
+        [_Count(id=1), _Count(id=2)],
+        retry=RetryPolicy.no_wait(),
+        budget=fake_budget(),
+        to_request=lambda query: query,
+    )
+    first, second = [o async for o in job]
+    assert first.result == 7
+    assert isinstance(second.error, DecodeError)
+    assert "does not fit int" in str(second.error)
