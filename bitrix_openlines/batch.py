@@ -323,8 +323,10 @@ class BatchJob:
         ready_fifo: deque[BatchOutcome[Any]] = deque()
         in_flight: set[asyncio.Task[list[_Pending]]] = set()
 
+        ordered = self._ordered
+
         def finish(outcome: BatchOutcome[Any]) -> None:
-            if self._ordered:
+            if ordered:
                 ready[outcome.index] = outcome
             else:
                 ready_fifo.append(outcome)
@@ -505,6 +507,8 @@ class BatchJob:
         # The commands' time blocks count for their methods only where the portal bills
         # them so (not where they carry copies of batch's own total: that pauses batch).
         per_method = budget.bills_commands(answer.time)
+        fill = self._fill
+        outcome_type = self._outcome
         kind: Any = None  # the request class of the command before, and its structurer
         fast: Callable[[Any], Any] | None = None
         for key, pending in zip(keys, chunk, strict=True):
@@ -513,7 +517,14 @@ class BatchJob:
                 # Each raw result and time block is moved out of the answer and freed
                 # once structured (fewer objects alive across garbage collections).
                 time_info = TimeInfo.from_wire(times.pop(key, None))
-                if per_method:
+                if (
+                    per_method
+                    and time_info is not None
+                    # A block without operating figures tells the budget nothing.
+                    and (
+                        time_info.operating is not None or time_info.operating_reset_at is not None
+                    )
+                ):
                     budget.observe(pending.method, time_info)
                 if type(pending.request) is not kind:
                     kind = type(pending.request)
@@ -532,7 +543,22 @@ class BatchJob:
                         pending.outcome = self._failure(pending, decode_error)
                         settled.append(pending)
                         continue
-                pending.outcome = self._success(pending, result, time_info)
+                if fill is None:
+                    pending.outcome = self._outcome(
+                        pending.index, pending.query, pending.request, result, None, time_info
+                    )
+                else:
+                    # One per dialog of a job: filled without the frozen class's guarded
+                    # stores (see bitrix_openlines._fill).
+                    outcome: Any = new(fill)
+                    outcome.index = pending.index
+                    outcome.query = pending.query
+                    outcome.request = pending.request
+                    outcome.result = result
+                    outcome.error = None
+                    outcome.time = time_info
+                    outcome.__class__ = outcome_type
+                    pending.outcome = outcome
                 settled.append(pending)
                 continue
             command = take_command(key, pending.method, parts, reset_at=reset_at, redact=redact)
@@ -603,22 +629,6 @@ class BatchJob:
             if pending.attempts < policy.max_attempts and not out_of_time:
                 return None
         return self._failure(pending, error)
-
-    def _success(self, pending: _Pending, result: Any, time: TimeInfo | None) -> BatchOutcome[Any]:
-        fill = self._fill
-        if fill is None:
-            return self._outcome(pending.index, pending.query, pending.request, result, None, time)
-        # One per dialog of a job: filled without the frozen class's guarded stores.
-        outcome: Any = new(fill)
-        outcome.index = pending.index
-        outcome.query = pending.query
-        outcome.request = pending.request
-        outcome.result = result
-        outcome.error = None
-        outcome.time = time
-        outcome.__class__ = self._outcome
-        made: BatchOutcome[Any] = outcome  # typed without a call (typing.cast is one)
-        return made
 
     def _failure(self, pending: _Pending, error: OpenLinesError) -> BatchOutcome[Any]:
         return self._outcome(
