@@ -139,8 +139,8 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark(
         "job_cpu",
         "client CPU per dialog of get_dialogs vs bare aiohttp batches (and fast-bitrix24)",
-        full=lambda: job_cpu(20_000, rounds=5),
-        quick=lambda: job_cpu(5_000, rounds=6),
+        full=lambda: job_cpu(20_000, rounds=7),
+        quick=lambda: job_cpu(5_000, rounds=10),
     ),
     Benchmark(
         "marketplace_throughput",
