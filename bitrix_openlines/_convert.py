@@ -17,6 +17,7 @@ below); only a value that does not fit takes the detailed path, which words the 
 
 from __future__ import annotations
 
+import functools
 import inspect
 import linecache
 import re
@@ -604,6 +605,14 @@ def _none_gives_none(tp: Any) -> bool:
     return tp is Any or inner in _EXACT or inner is datetime or _nested_fast(inner) is not None
 
 
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    """``typing.get_type_hints(cls)``, read once per class (the string annotations are
+    compiled each time: most of the first structuring's cost otherwise)."""
+    return typing.get_type_hints(cls)
+
+
+@functools.cache
 def _slot_setters(cls: type) -> list[Callable[[Any, Any], None]] | None:
     """The slots' setters of ``cls``, in field order, when ``__init__`` only sets them.
 
@@ -635,6 +644,7 @@ def _slot_setters(cls: type) -> list[Callable[[Any, Any], None]] | None:
     return [d.__set__ for d in descriptors]
 
 
+@functools.cache  # one builder per class, however many functions build it
 def _builder(cls: type) -> type | None:
     """A subclass of ``cls`` to build its instances in, or ``None`` when there is none.
 
@@ -709,7 +719,7 @@ def _object_lines(
     plain = type(cls) is type and typing.cast(Any, cls).__new__ is object.__new__
     if not plain or any(not f.init or f.kw_only for f in fields):
         return None
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     keeps_extra = _keeps_extra(cls)
     if not keeps_extra:
         mode = "few"  # unknown keys do not matter: no counting, no variants
@@ -868,6 +878,28 @@ def _variant(cls: type, mode: str) -> Callable[[Any], Any] | None:
     return _VARIANTS[cls, mode]
 
 
+def _on_first_call(src: _Source, cls: type, mode: str) -> str:
+    """The name, in ``src``'s function, of ``cls``'s variant ``mode``, made on first call.
+
+    Most answers never need a class's fallback variants (an object missing a field, a
+    2024 object): they are generated and compiled when one first does, not with the
+    function that falls back to them (compiling all of them doubled the first
+    structuring's cost, to about 30 ms). The first call puts the variant itself under
+    the name, so later calls go straight to it.
+    """
+    name = src.bind("g", None)
+
+    def first_call(o: Any) -> Any:
+        function = _variant(cls, mode)
+        if function is None:
+            raise TypeError  # no such fast function: the detailed path decides
+        src.names[name] = function
+        return function(o)
+
+    src.names[name] = first_call
+    return name
+
+
 def _generate_fast(cls: type, *, mode: str = "complete") -> Callable[[Any], Any] | None:
     """Generate the fast function of the attrs class ``cls`` (see above), or ``None``.
 
@@ -895,10 +927,7 @@ def _generate_fast(cls: type, *, mode: str = "complete") -> Callable[[Any], Any]
     # value there; a TypeError is the plainest).
     lines = ["if type(o) is not dict:", "    raise TypeError"]
     if _keeps_extra(cls) and mode != "few":
-        fewer = _variant(cls, "counted" if mode == "complete" else "few")
-        if fewer is None:
-            return None
-        fallback = src.bind("g", fewer)
+        fallback = _on_first_call(src, cls, "counted" if mode == "complete" else "few")
         if mode == "complete":
             body = [
                 "try:",
@@ -909,10 +938,9 @@ def _generate_fast(cls: type, *, mode: str = "complete") -> Callable[[Any], Any]
         too_small = _too_small(cls, "o", mode)
         lines += [f"if {too_small}:"]
         if mode == "complete":  # straight to the few-keys function when it is the one
-            few = _variant(cls, "few")
             lines += [
                 f"    if {_too_small(cls, 'o', 'counted')}:",
-                f"        return {src.bind('g', few)}(o)",
+                f"        return {_on_first_call(src, cls, 'few')}(o)",
             ]
         lines += [f"    return {fallback}(o)"]
     lines += [*body, "return instance"]

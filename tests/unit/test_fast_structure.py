@@ -31,6 +31,7 @@ from bitrix_openlines._convert import converter, describe_error, structure, stru
 from bitrix_openlines.errors import DecodeError
 from bitrix_openlines.types import TimeInfo
 from bitrix_openlines.types.dialog import (
+    NO_EXTRA,
     Dialog,
     EntityLink,
     LastMessageViews,
@@ -698,3 +699,57 @@ def test_objects_deeper_than_the_inline_depth(last: Any) -> None:
     body = {"first": _levels(1, last), "items": [_levels(1, last)], "other": 2}
     fast = _outcome(lambda: structure(copy.deepcopy(body), _Top))
     assert fast == _outcome(lambda: converter.structure(copy.deepcopy(body), _Top))
+
+
+@attrs.frozen(slots=True)
+class _Lazy:
+    """A fresh class that keeps its extras: its variants are made here, not by others."""
+
+    a: int
+    b: int | None = None
+    c: str | None = None
+    d: str | None = None
+    extra: Mapping[str, Any] = attrs.field(default=NO_EXTRA, eq=False, repr=False)
+
+
+def test_fallback_variants_are_made_on_their_first_call_only() -> None:
+    # Compiling every variant up front doubled the first structuring's cost; an object
+    # with every field never needs the others.
+    made = {mode for (cls, mode) in _convert._VARIANTS if cls is _Lazy}
+    assert made == set()
+    full = {"a": 1, "b": 2, "c": "x", "d": "y"}
+    assert structure(full, _Lazy) == _Lazy(1, 2, "x", "y")
+    assert {mode for (cls, mode) in _convert._VARIANTS if cls is _Lazy} == {"complete"}
+    # One field missing, an unknown key in its place: the counted variant, made now.
+    odd = {"a": 1, "b": 2, "c": "x", "z": 5}
+    first = structure(odd, _Lazy)
+    assert first == _Lazy(1, 2, "x")
+    assert dict(first.extra) == {"z": 5}
+    assert {mode for (cls, mode) in _convert._VARIANTS if cls is _Lazy} == {
+        "complete",
+        "counted",
+    }
+    # Later calls reach the same variant (now bound by name) and give the same objects.
+    again = structure(odd, _Lazy)
+    assert again == first
+    assert dict(again.extra) == {"z": 5}
+    # Few keys: the few-keys variant, made on its first call too.
+    assert structure({"a": 3}, _Lazy) == _Lazy(3)
+    assert {mode for (cls, mode) in _convert._VARIANTS if cls is _Lazy} == {
+        "complete",
+        "counted",
+        "few",
+    }
+    # A bad value still gets the detailed path's error, through the new variant.
+    with pytest.raises(DecodeError, match=r"\$\.b"):
+        structure_result({"a": 1, "b": "not a number", "z": 1}, _Lazy, "x.get")
+
+
+def test_each_class_has_one_builder_however_many_functions_build_it() -> None:
+    # The variants and the inlined copies of a class share its builder: one subclass each
+    # in __subclasses__(), not one per generated function.
+    for cls in CHAT_CLASSES:
+        assert _convert._builder(cls) is _convert._builder(cls)
+        subclasses: list[type] = cls.__subclasses__()
+        builders = [c for c in subclasses if c.__name__.startswith("_build_")]
+        assert builders == [_convert._builder(cls)]
