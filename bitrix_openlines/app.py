@@ -76,6 +76,7 @@ APP_UNINSTALL: Final = "ONAPPUNINSTALL"
 # Redis), so a key may hold no separator of ours.
 _MEMBER_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _DEFAULT_RATE: Final = RateLimit.standard()
+_DEFAULT_EVENT_LIMITS: Final = EventLimits()
 
 
 def _positive_number(name: str, value: object) -> None:
@@ -449,8 +450,17 @@ class OpenLinesApp:
             self._store.load_app_token(member_id), "load the application token"
         )
 
+    @property
+    def event_limits(self) -> EventLimits:
+        """The caps on an event body this app parses with (``EventLimits()`` by default)."""
+        return self._limits if self._limits is not None else _DEFAULT_EVENT_LIMITS
+
     async def handle_event(
-        self, body: bytes | str | Mapping[str, Any], content_type: str | None = None
+        self,
+        body: bytes | str | Mapping[str, Any],
+        content_type: str | None = None,
+        *,
+        limits: EventLimits | None = None,
     ) -> Event:
         """Parse an event the portal posted, act on it as an installed app must, return it.
 
@@ -465,6 +475,8 @@ class OpenLinesApp:
             body: The raw body (form-encoded as Bitrix24 posts it, or JSON), or a mapping
                 (see :func:`~bitrix_openlines.events.parse_event`).
             content_type: The request's ``Content-Type``.
+            limits: The caps on the body for this event, in place of the app's
+                ``event_limits`` (``app_event_handler(limits=...)`` passes its own).
 
         Returns:
             The event, verified (an install: stored).
@@ -482,7 +494,11 @@ class OpenLinesApp:
                 checked: nothing is stored (answer 503).
             TokenStoreError: The store failed (``RedisUnavailableError`` for Redis).
         """
-        event = parse_event(body, content_type, limits=self._limits)
+        if limits is not None and not isinstance(limits, EventLimits):
+            raise TypeError(f"limits must be an EventLimits, got {type(limits).__name__}")
+        event = parse_event(
+            body, content_type, limits=limits if limits is not None else self._limits
+        )
         member_id = event.member_id
         if not member_id or not _MEMBER_ID.fullmatch(member_id):
             raise EventVerificationError(

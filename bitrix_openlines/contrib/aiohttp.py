@@ -161,9 +161,10 @@ async def read_app_event(
 ) -> Event:
     """Read the event a portal posted and hand it to ``app.handle_event``.
 
-    The body is read within ``limits`` as :func:`read_event` reads it; then the app
-    stores an ``ONAPPINSTALL``, verifies every other event against its portal's stored
-    token and forgets a portal on ``ONAPPUNINSTALL``
+    The body is read within ``limits`` (the app's ``event_limits`` by default) as
+    :func:`read_event` reads it and parsed within the same limits; then the app stores an
+    ``ONAPPINSTALL``, verifies every other event against its portal's stored token and
+    forgets a portal on ``ONAPPUNINSTALL``
     (:meth:`~bitrix_openlines.OpenLinesApp.handle_event`).
 
     Raises:
@@ -174,7 +175,7 @@ async def read_app_event(
             checked (a transport, server or rate-limit failure; 503, nothing stored).
     """
     if limits is None:
-        limits = EventLimits()
+        limits = app.event_limits
     elif not isinstance(limits, EventLimits):
         raise TypeError(f"limits must be an EventLimits, got {type(limits).__name__}")
     reader = _bounded(request, limits)
@@ -191,7 +192,8 @@ async def read_app_event(
         raise EventError(
             f"the event body is larger than {limits.max_bytes:,} bytes (max_bytes)"
         ) from None
-    return await app.handle_event(body, request.content_type)
+    # Parsed within the same limits it was read within (before, the app's own applied).
+    return await app.handle_event(body, request.content_type, limits=limits)
 
 
 #: What :func:`app_event_handler` calls with each event the app accepted.
@@ -218,7 +220,8 @@ def app_event_handler(
         app: The application.
         on_event: Called with each accepted event (installs and uninstalls included,
             after the app has acted on them); may return the response.
-        limits: The caps on the body (``EventLimits()`` by default).
+        limits: The caps on the body, for reading and parsing it (the app's
+            ``event_limits`` by default).
     """
 
     async def handler(request: web.Request) -> web.StreamResponse:

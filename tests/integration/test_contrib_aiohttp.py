@@ -757,3 +757,29 @@ async def test_app_handler_answers_503_to_an_install_its_portal_cannot_confirm(
     assert await a.send_event(app_served.url, "ONAPPINSTALL", INSTALL) == 200
     assert (await app_served.stored(a))[1] == a.application_token
     assert app_served.seen == [f"ONAPPINSTALL {a.member_id}"]
+
+
+async def test_app_handler_parses_within_the_limits_it_reads_within() -> None:
+    # app_event_handler(limits=...) caps the parse as well as the read: a handler's
+    # lower max_fields is not lost to the app's defaults (before, only the read was).
+    async with FakePortalHost(1, dialogs=5, rate=None) as host, host.client_session() as http:
+        app = OpenLinesApp(
+            client_id=host.client_id,
+            client_secret=host.client_secret,
+            store=InMemoryTokenStore(),
+            session=http,
+            rate_limit=None,
+            retry=RetryPolicy.no_wait(),
+        )
+        web_app = web.Application()
+        web_app.router.add_post("/events", app_event_handler(app))
+        strict = EventLimits(max_fields=6)
+        web_app.router.add_post("/strict", app_event_handler(app, limits=strict))
+        async with serve(web_app) as port:
+            base = f"http://127.0.0.1:{port}"
+            portal = host.portals[0]
+            assert await portal.send_event(f"{base}/events", "ONAPPINSTALL", INSTALL) == 200
+            message = "ONOPENLINEMESSAGEADD"
+            assert await portal.send_event(f"{base}/strict", message, MESSAGE) == 400
+            assert await portal.send_event(f"{base}/events", message, MESSAGE) == 200
+        await app.close()

@@ -39,6 +39,7 @@ from bitrix_openlines.errors import (
     TokenStoreError,
     TransportError,
 )
+from bitrix_openlines.events import EventLimits
 from bitrix_openlines.ratelimit import LeakyBucketLimiter, OperatingBudget, RateLimit
 
 MEMBERS = [f"{i:032x}" for i in range(1, 6)]
@@ -336,6 +337,31 @@ async def test_install_stores_pair_and_token_then_events_are_verified() -> None:
             await app.handle_event(
                 event_body("ONOPENLINEMESSAGEADD", "x:app", APP_TOKEN), "application/json"
             )
+
+
+async def test_an_event_is_parsed_within_the_limits_given_else_the_app_s() -> None:
+    # The limits a handler reads a body within are the ones it is parsed within: a
+    # handler's lower max_fields is not lost to the app's defaults.
+    store = InMemoryTokenStore()
+    async with app_with(store=store, verify_install=False) as app:
+        assert app.event_limits == EventLimits()
+        await app.handle_event(install_body(MEMBERS[0]), "application/json")
+        message = event_body("ONOPENLINEMESSAGEADD", MEMBERS[0], APP_TOKEN)
+        with pytest.raises(EventError, match="max_fields"):
+            await app.handle_event(message, "application/json", limits=EventLimits(max_fields=2))
+        # Without limits of its own, the event takes the app's: accepted.
+        assert (await app.handle_event(message, "application/json")).name == (
+            "ONOPENLINEMESSAGEADD"
+        )
+        with pytest.raises(TypeError, match="limits must be an EventLimits"):
+            await app.handle_event(message, "application/json", limits=3)  # type: ignore[arg-type]
+    capped = make_app(event_limits=EventLimits(max_fields=2))
+    try:
+        assert capped.event_limits == EventLimits(max_fields=2)
+        with pytest.raises(EventError, match="max_fields"):
+            await capped.handle_event(message, "application/json")
+    finally:
+        await capped.close()
 
 
 async def test_a_reinstall_with_another_token_is_refused() -> None:
