@@ -507,58 +507,20 @@ class BatchJob:
         # The commands' time blocks count for their methods only where the portal bills
         # them so (not where they carry copies of batch's own total: that pauses batch).
         per_method = budget.bills_commands(answer.time)
-        fill = self._fill
-        outcome_type = self._outcome
         kind: Any = None  # the request class of the command before, and its structurer
         fast: Callable[[Any], Any] | None = None
         for key, pending in zip(keys, chunk, strict=True):
             if key in results and key not in errors:
-                # The common case, a result: structured, and the outcome filled at once.
-                # Each raw result and time block is moved out of the answer and freed
-                # once structured (fewer objects alive across garbage collections).
+                # The common case, a result. Its raw result and time block are moved out
+                # of the answer and freed once structured (fewer objects alive across
+                # garbage collections).
                 time_info = TimeInfo.from_wire(times.pop(key, None))
-                if (
-                    per_method
-                    and time_info is not None
-                    # A block without operating figures tells the budget nothing.
-                    and (
-                        time_info.operating is not None or time_info.operating_reset_at is not None
-                    )
-                ):
+                if per_method and time_info is not None and _meters(time_info):
                     budget.observe(pending.method, time_info)
                 if type(pending.request) is not kind:
                     kind = type(pending.request)
                     fast = fast_structurer(kind.__returns__)
-                raw = results.pop(key)
-                try:
-                    if fast is None:
-                        raise TypeError  # no fast function: structure_result decides
-                    result = fast(raw)
-                except Exception:
-                    # What the fast function refused, structure_result structures again
-                    # through the detailed path (or words the error): its result or error.
-                    try:
-                        result = structure_result(raw, kind.__returns__, pending.method, redact)
-                    except DecodeError as decode_error:
-                        pending.outcome = self._failure(pending, decode_error)
-                        settled.append(pending)
-                        continue
-                if fill is None:
-                    pending.outcome = self._outcome(
-                        pending.index, pending.query, pending.request, result, None, time_info
-                    )
-                else:
-                    # One per dialog of a job: filled without the frozen class's guarded
-                    # stores (see bitrix_openlines._fill).
-                    outcome: Any = new(fill)
-                    outcome.index = pending.index
-                    outcome.query = pending.query
-                    outcome.request = pending.request
-                    outcome.result = result
-                    outcome.error = None
-                    outcome.time = time_info
-                    outcome.__class__ = outcome_type
-                    pending.outcome = outcome
+                pending.outcome = self._of_result(pending, results.pop(key), fast, time_info)
                 settled.append(pending)
                 continue
             command = take_command(key, pending.method, parts, reset_at=reset_at, redact=redact)
@@ -598,6 +560,46 @@ class BatchJob:
             time=answer.time,
         )
         return [pending]
+
+    def _of_result(
+        self,
+        pending: _Pending,
+        raw: Any,
+        fast: Callable[[Any], Any] | None,
+        time_info: TimeInfo | None,
+    ) -> BatchOutcome[Any]:
+        """The outcome of a command's result: structured, or the error saying why it does
+        not fit. ``fast`` is the result class's fast function (``None``: it has none)."""
+        try:
+            if fast is None:
+                raise TypeError  # no fast function: structure_result decides
+            result = fast(raw)
+        except Exception:
+            # What the fast function refused, structure_result structures again through
+            # the detailed path, or words the error: the same result or error as always.
+            try:
+                result = structure_result(
+                    raw, type(pending.request).__returns__, pending.method, self._redact
+                )
+            except DecodeError as error:
+                return self._failure(pending, error)
+        fill = self._fill
+        if fill is None:
+            return self._outcome(
+                pending.index, pending.query, pending.request, result, None, time_info
+            )
+        # One per dialog of a job: filled without the frozen class's guarded stores (see
+        # bitrix_openlines._fill), then exactly an instance of the outcome class.
+        outcome: Any = new(fill)
+        outcome.index = pending.index
+        outcome.query = pending.query
+        outcome.request = pending.request
+        outcome.result = result
+        outcome.error = None
+        outcome.time = time_info
+        outcome.__class__ = self._outcome
+        made: BatchOutcome[Any] = outcome  # typed without a call (typing.cast is one)
+        return made
 
     def _settle(
         self, pending: _Pending, command: CommandResult, reset_at: float | None
@@ -652,6 +654,11 @@ def _filler_of(outcome_type: type[BatchOutcome[Any]]) -> type | None:
             made = None  # _success fills exactly these
         _FILLERS[outcome_type] = made
     return _FILLERS[outcome_type]
+
+
+def _meters(time_info: TimeInfo) -> bool:
+    """Whether a ``time`` block has operating figures (one without tells a budget nothing)."""
+    return time_info.operating is not None or time_info.operating_reset_at is not None
 
 
 def _keep(text: str) -> str:
