@@ -515,7 +515,7 @@ class BatchJob:
                 # of the answer and freed once structured (fewer objects alive across
                 # garbage collections).
                 time_info = TimeInfo.from_wire(times.pop(key, None))
-                if per_method and time_info is not None and _meters(time_info):
+                if per_method:
                     budget.observe(pending.method, time_info)
                 if type(pending.request) is not kind:
                     kind = type(pending.request)
@@ -646,19 +646,15 @@ _FILLERS: dict[type, type | None] = {}
 
 def _filler_of(outcome_type: type[BatchOutcome[Any]]) -> type | None:
     if outcome_type not in _FILLERS:
-        try:
-            made: type | None = filler(outcome_type)
-        except TypeError:  # a user's class with checks of its own: built by calling it
-            made = None
-        if set(attrs.fields_dict(outcome_type)) != _OUTCOME_FIELDS:
-            made = None  # _success fills exactly these
+        made: type | None = None
+        # _of_result fills exactly BatchOutcome's fields: a class with more is called.
+        if set(attrs.fields_dict(outcome_type)) == _OUTCOME_FIELDS:
+            try:
+                made = filler(outcome_type)
+            except TypeError:  # a user's class with checks of its own: called
+                made = None
         _FILLERS[outcome_type] = made
     return _FILLERS[outcome_type]
-
-
-def _meters(time_info: TimeInfo) -> bool:
-    """Whether a ``time`` block has operating figures (one without tells a budget nothing)."""
-    return time_info.operating is not None or time_info.operating_reset_at is not None
 
 
 def _keep(text: str) -> str:

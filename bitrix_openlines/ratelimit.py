@@ -361,15 +361,18 @@ class OperatingBudget:
         """Record a method's ``time`` block; pause the method if its budget is nearly spent."""
         if time_info is None:
             return
-        key = method.lower()
         reset_at = time_info.operating_reset_at
+        operating = time_info.operating
+        if reset_at is None and operating is None:
+            return  # a block without operating figures (every batch command's, unmetered)
+        key = method.lower()
         if reset_at is not None and math.isfinite(reset_at):
             self._reset_at[key] = reset_at
-        if time_info.operating is None or not math.isfinite(time_info.operating):
+        if operating is None or not math.isfinite(operating):
             return
-        self._operating[key] = time_info.operating
-        if time_info.operating >= self.limit - self.headroom:
-            self.pause(method, time_info.operating_reset_at)
+        self._operating[key] = operating
+        if operating >= self.limit - self.headroom:
+            self.pause(method, reset_at)
 
     def bills_commands(self, batch_time: TimeInfo | None) -> bool:
         """Whether a ``batch`` answer's command blocks speak for the commands' methods.

@@ -20,6 +20,7 @@ from bitrix_openlines import (
     OpenLinesApp,
     OpenLinesClient,
     RetryPolicy,
+    TokenStore,
 )
 from bitrix_openlines.contrib.aiohttp import (
     CLIENT_SESSION,
@@ -544,18 +545,23 @@ class AppServed:
             return response.status, await response.json()
 
 
+def host_app(host: FakePortalHost, http: aiohttp.ClientSession, store: TokenStore) -> OpenLinesApp:
+    """An ``OpenLinesApp`` of ``host``'s application, unlimited, retrying nothing."""
+    return OpenLinesApp(
+        client_id=host.client_id,
+        client_secret=host.client_secret,
+        store=store,
+        session=http,
+        rate_limit=None,
+        retry=RetryPolicy.no_wait(),
+    )
+
+
 @pytest.fixture
 async def app_served() -> AsyncIterator[AppServed]:
     async with FakePortalHost(2, dialogs=5, rate=None) as host, host.client_session() as http:
         store = SwitchableStore(leak=host.portals[0].application_token)
-        app = OpenLinesApp(
-            client_id=host.client_id,
-            client_secret=host.client_secret,
-            store=store,
-            session=http,
-            rate_limit=None,
-            retry=RetryPolicy.no_wait(),
-        )
+        app = host_app(host, http, store)
         served = AppServed(host, app, store)
 
         async def on_event(event: Event, request: web.Request) -> None:
@@ -763,14 +769,7 @@ async def test_app_handler_parses_within_the_limits_it_reads_within() -> None:
     # app_event_handler(limits=...) caps the parse as well as the read: a handler's
     # lower max_fields is not lost to the app's defaults (before, only the read was).
     async with FakePortalHost(1, dialogs=5, rate=None) as host, host.client_session() as http:
-        app = OpenLinesApp(
-            client_id=host.client_id,
-            client_secret=host.client_secret,
-            store=InMemoryTokenStore(),
-            session=http,
-            rate_limit=None,
-            retry=RetryPolicy.no_wait(),
-        )
+        app = host_app(host, http, InMemoryTokenStore())
         web_app = web.Application()
         web_app.router.add_post("/events", app_event_handler(app))
         strict = EventLimits(max_fields=6)
