@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 import attrs
 
@@ -164,7 +164,7 @@ class DialogGet(Method[Dialog]):
     def _plain_command(self) -> str | None:
         chat_id = self.chat_id
         if type(chat_id) is int:  # its digits: nothing the portal could rewrite
-            return f"imopenlines.dialog.get?CHAT_ID={int.__repr__(chat_id)}"
+            return _CHAT_ID_COMMAND + int.__repr__(chat_id)
         return None
 
     @property
@@ -180,3 +180,5 @@ class DialogGet(Method[Dialog]):
 #: ``DialogGet``'s layout with plain stores, for ``from_query``'s common case (its checks
 #: are done there; see :mod:`bitrix_openlines._fill`).
 _DialogGetFill = filler(DialogGet, checked=False)
+#: What batch_command gives for {"CHAT_ID": "<digits>"}, but the digits.
+_CHAT_ID_COMMAND: Final = f"{DialogGet.__api_method__}?CHAT_ID="
