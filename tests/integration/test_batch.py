@@ -303,3 +303,19 @@ async def test_async_iterable_input() -> None:
         async with OpenLinesClient(WebhookAuth(portal.webhook_url), rate_limit=None) as client:
             outcomes = await client.get_dialogs(queries())
     assert [o.dialog.id for o in outcomes if o.dialog] == list(range(1, 121))
+
+
+@pytest.mark.parametrize("metered", [True, False], ids=["cloud (metered)", "unmetered"])
+async def test_each_outcome_carries_its_command_s_time_block(metered: bool) -> None:
+    # A command's time block comes with its outcome on both kinds of portal: read at once
+    # where the budget needs its operating figures, on first access where it does not.
+    limits: dict[str, Any] = {} if metered else {"operating_limit": None}
+    async with FakePortal(dialogs=60, rate=None, **limits) as portal:
+        async with OpenLinesClient(WebhookAuth(portal.webhook_url), rate_limit=None) as client:
+            outcomes = await client.get_dialogs([{"chat_id": i} for i in range(1, 61)])
+    assert all(o.ok for o in outcomes)
+    times = [o.time for o in outcomes]
+    assert all(t is not None and t.start is not None and t.date_start for t in times)
+    assert all((t is not None and t.operating is not None) == metered for t in times)
+    # Read once: the same object each time.
+    assert all(o.time is t for o, t in zip(outcomes, times, strict=True))

@@ -48,6 +48,7 @@ class _Portal:
         self.stringy: set[int] = set()  # the id as digits in a string: the slow path's
         self.missing_times = missing_times
         self.sent: list[list[str]] = []
+        self.time_block: Any = TIME  # each command's block (copied), as the portal sends it
 
     async def __call__(self, params: WireParams, *, idempotent: bool, commands: int) -> _Answer:
         cmd = params["cmd"]
@@ -63,7 +64,7 @@ class _Portal:
                 and sum(str(command) in s for s in self.sent) <= self.missing_times
             ):
                 continue
-            times[key] = dict(TIME)
+            times[key] = copy.deepcopy(self.time_block)
             if chat in self.errors:
                 errors[key] = {"error": "ACCESS_ERROR", "error_description": "no"}
             elif chat in self.malformed:
@@ -121,12 +122,87 @@ async def test_a_result_s_outcome_is_exactly_the_constructed_one(dialog: dict[st
         outcome.index = 1  # type: ignore[misc]
 
 
+def _slot(outcome: BatchOutcome[Any]) -> Any:
+    """What the outcome holds for its time, without reading it (no property involved)."""
+    slot: Any = vars(BatchOutcome)["_time"]  # the slot's descriptor
+    return slot.__get__(outcome)
+
+
+async def test_a_command_s_time_block_is_read_into_a_time_info_on_first_access(
+    dialog: dict[str, Any],
+) -> None:
+    portal = _Portal(dialog)
+    queries = [{"chat_id": 5}, {"chat_id": 5}, {"chat_id": 6}]
+    outcomes = [o async for o in _job(portal, queries, outcome_type=DialogOutcome)]
+    # Kept raw (no TimeInfo per dialog of a job that never reads it)...
+    assert all(type(_slot(o)) is dict for o in outcomes)
+    # ...yet equal to, and hashed as, an outcome given the TimeInfo it reads into.
+    eager = attrs.evolve(outcomes[2], time=TimeInfo.from_wire(TIME))
+    assert type(_slot(eager)) is TimeInfo
+    assert outcomes[2] == eager
+    assert hash(attrs.evolve(outcomes[2], query=6)) == hash(attrs.evolve(eager, query=6))
+    info = outcomes[2].time
+    assert info == TimeInfo.from_wire(TIME)
+    assert outcomes[2].time is info  # read once
+    assert _slot(outcomes[2]) is info
+    # The duplicate (query 1 is query 0's) has its own copy of the outcome: read alike.
+    assert outcomes[1].time == outcomes[0].time == info
+    # Copied and pickled before it is read, it reads the same after.
+    (fresh,) = [o async for o in _job(portal, [{"chat_id": 7}], outcome_type=DialogOutcome)]
+    assert pickle.loads(pickle.dumps(fresh)).time == copy.deepcopy(fresh).time == info
+
+
+@pytest.mark.parametrize(
+    "block",
+    [{**TIME, "start": [1]}, {**TIME, "date_start": {"a": 1}}, ["start", 1], "1795806457"],
+    ids=["a list for a number", "a map for a date", "a list", "a text"],
+)
+async def test_a_malformed_time_block_gives_no_time_and_costs_nothing_else(
+    dialog: dict[str, Any], block: Any
+) -> None:
+    portal = _Portal(dialog)
+    portal.time_block = block
+    outcomes: list[Any] = [
+        o async for o in _job(portal, [{"chat_id": 5}, {"chat_id": 6}], outcome_type=DialogOutcome)
+    ]
+    assert [o.dialog.chat_id if o.dialog else None for o in outcomes] == [5, 6]
+    assert [o.time for o in outcomes] == [None, None]
+    assert [o.error for o in outcomes] == [None, None]
+
+
+async def test_a_metered_command_s_block_is_read_at_once_for_the_budget(
+    dialog: dict[str, Any],
+) -> None:
+    # Where the portal bills commands per method (batch's own block reports no operating
+    # time), a command's operating figures count for its method: read when it arrives.
+    clock_now = 1795806457.0
+    portal = _Portal(dialog)
+    portal.time_block = {**TIME, "operating": 479.5, "operating_reset_at": clock_now + 60}
+    budget = fake_budget()
+    job = BatchJob(
+        portal,
+        [{"chat_id": 5}],
+        retry=RetryPolicy.no_wait(),
+        budget=budget,
+        to_request=DialogGet.from_query,
+        outcome_type=DialogOutcome,
+    )
+    (outcome,) = [o async for o in job]
+    assert type(_slot(outcome)) is TimeInfo
+    assert outcome.time is not None
+    assert outcome.time.operating == 479.5
+    # 479.5 s of the 480 s budget: the method is paused until its reset.
+    assert budget.pause_remaining("imopenlines.dialog.get") > 0
+
+
 @attrs.frozen
 class _Counted(BatchOutcome[Dialog]):
     """An outcome class whose __init__ does more than store (a post-init): called."""
 
     def __attrs_post_init__(self) -> None:
         _BUILT.append(self.index)
+        # Its init is given the TimeInfo, never a raw block.
+        assert type(_slot(self)) is TimeInfo
 
 
 @attrs.frozen
