@@ -29,6 +29,9 @@ class Result:
         notes: Lines to print under the table (the parameters, what missed and why).
         skipped: Why the benchmark did not run (an optional dependency is missing), or
             ``None`` when it ran; a skipped result counts neither as a pass nor a miss.
+        paired_ratio: The ratio the verdict uses when it is not ``figure / reference``:
+            the median of ratios of paired rounds (each round runs both paths back to
+            back), which cancels the machine's drift between rounds; ``None`` otherwise.
     """
 
     name: str
@@ -41,12 +44,16 @@ class Result:
     details: dict[str, Any] = dataclasses.field(default_factory=dict)
     notes: list[str] = dataclasses.field(default_factory=list)
     skipped: str | None = None
+    paired_ratio: float | None = None
 
     @property
     def ratio(self) -> float | None:
-        """``figure / reference``, or ``None`` when the reference is zero or it was skipped."""
+        """The verdict's ratio: ``paired_ratio`` when given, else ``figure / reference``;
+        ``None`` when the reference is zero or the benchmark was skipped."""
         if self.skipped is not None:
             return None
+        if self.paired_ratio is not None:
+            return self.paired_ratio
         return self.figure / self.reference if self.reference > 0 else None
 
     def to_json(self) -> dict[str, Any]:
