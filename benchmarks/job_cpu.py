@@ -34,6 +34,7 @@ import asyncio
 import gc
 import importlib
 import json
+import statistics
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -109,6 +110,7 @@ async def job_cpu(dialogs: int, *, rounds: int = 2) -> Result:
             if peer is not None:
                 paths["fast-bitrix24"] = (peer, _peer_right)
             cpu: dict[str, float] = dict.fromkeys(paths, float("inf"))
+            per_round: dict[str, list[float]] = {}
             correct: dict[str, int] = {}
             for run, _ in paths.values():  # warm-up: connections, caches
                 await run(min(dialogs, 500))
@@ -124,8 +126,12 @@ async def job_cpu(dialogs: int, *, rounds: int = 2) -> Result:
                     correct[name] = right(output, dialogs)  # not counted
                     started = time.process_time()
                     del output  # what the job kept is freed: counted
-                    cpu[name] = min(cpu[name], ran + time.process_time() - started)
-    return _result(dialogs, rounds, cpu, correct, peer_failures[-1] if peer_failures else None)
+                    spent = ran + time.process_time() - started
+                    cpu[name] = min(cpu[name], spent)
+                    per_round.setdefault(name, []).append(spent)
+    return _result(
+        dialogs, rounds, cpu, correct, peer_failures[-1] if peer_failures else None, per_round
+    )
 
 
 def _fast_bitrix24(url: str, failures: list[str]) -> _Run | None:
@@ -166,8 +172,17 @@ def _result(
     cpu: dict[str, float],
     correct: dict[str, int],
     peer_failure: str | None = None,
+    per_round: dict[str, list[float]] | None = None,
 ) -> Result:
     per = {name: seconds / dialogs * 1e6 for name, seconds in cpu.items()}
+    rounds_cpu = per_round or {}
+    paired = {
+        other: statistics.median(
+            s / o for s, o in zip(rounds_cpu["get_dialogs"], rounds_cpu[other], strict=True)
+        )
+        for other in ("bare", "fast-bitrix24")
+        if "get_dialogs" in rounds_cpu and other in rounds_cpu
+    }
     ratio = per["get_dialogs"] / per["bare"]
     peer_failed = "fast-bitrix24" in correct and correct["fast-bitrix24"] != dialogs
     peer = None if peer_failed else per.get("fast-bitrix24")
@@ -181,6 +196,11 @@ def _result(
         + (f"; get_dialogs / fast-bitrix24 {per['get_dialogs'] / peer:.2f}" if peer else ""),
         "dialogs returned right: " + "; ".join(f"{n} {c:,}" for n, c in correct.items()),
     ]
+    if paired:
+        notes.append(
+            "median of the rounds' ratios (each round runs the paths back to back): "
+            + "; ".join(f"get_dialogs / {other} {r:.2f}" for other, r in paired.items())
+        )
     if peer_failed:
         notes.append(
             "fast-bitrix24 did not return every dialog, not compared: "
@@ -203,6 +223,8 @@ def _result(
             "correct": correct,
             "dialogs": dialogs,
             "rounds": rounds,
+            "round_cpu_s": rounds_cpu,
+            "paired_median_ratios": paired,
         },
         notes=notes,
     )
