@@ -540,6 +540,8 @@ class BatchJob:
                 elif per_method and ("operating" in block or "operating_reset_at" in block):
                     block = TimeInfo.from_wire(block)
                     budget.observe(pending.method, block)
+                elif len(block) > _TIME_KEYS:
+                    block = TimeInfo.from_wire(block)  # keys it does not know are not kept
                 if type(pending.request) is not kind:
                     kind = type(pending.request)
                     fast = fast_structurer(kind.__returns__)
@@ -662,6 +664,9 @@ class BatchJob:
         )
 
 
+#: The most keys a ``time`` block has (``TimeInfo``'s fields); a raw block with more is
+#: read at once rather than kept.
+_TIME_KEYS: Final = len(attrs.fields(TimeInfo))
 #: The keys of a batch's commands, in order.
 _COMMAND_KEYS: Final = tuple(f"c{i}" for i in range(MAX_BATCH_COMMANDS))
 #: Each outcome class's filler (see _fill), or None for a class that cannot have one.

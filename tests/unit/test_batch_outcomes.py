@@ -170,6 +170,18 @@ async def test_a_malformed_time_block_gives_no_time_and_costs_nothing_else(
     assert [o.error for o in outcomes] == [None, None]
 
 
+async def test_a_time_block_with_keys_a_time_info_does_not_have_is_read_at_once(
+    dialog: dict[str, Any],
+) -> None:
+    # What arrives from the network is kept only as far as it is needed: a block with
+    # more keys than a TimeInfo has fields is read when it arrives, its other keys let go.
+    portal = _Portal(dialog)
+    portal.time_block = {**TIME, **{f"junk{i}": "x" * 100 for i in range(20)}}
+    (outcome,) = [o async for o in _job(portal, [{"chat_id": 5}], outcome_type=DialogOutcome)]
+    assert type(_slot(outcome)) is TimeInfo
+    assert outcome.time == TimeInfo.from_wire(TIME)
+
+
 async def test_a_metered_command_s_block_is_read_at_once_for_the_budget(
     dialog: dict[str, Any],
 ) -> None:
