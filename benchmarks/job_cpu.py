@@ -112,25 +112,49 @@ async def job_cpu(dialogs: int, *, rounds: int = 2) -> Result:
             cpu: dict[str, float] = dict.fromkeys(paths, float("inf"))
             per_round: dict[str, list[float]] = {}
             correct: dict[str, int] = {}
+            # Collections by generation in each path's best run: a full (generation 2)
+            # collection walks every tracked object of the process (40 to 50 ms here),
+            # and whether one falls within a run depends on how many tracked objects the
+            # run makes: it explains runs that differ by 8 to 10 µs per dialog.
+            collections: dict[str, list[int]] = {}
+            counting = [0, 0, 0]
+
+            def count(phase: str, info: dict[str, Any]) -> None:
+                if phase == "start":
+                    counting[info["generation"]] += 1
+
             for run, _ in paths.values():  # warm-up: connections, caches
                 await run(min(dialogs, 500))
-            for r in range(rounds):
-                names = list(paths)
-                shift = r % len(names)
-                for name in names[shift:] + names[:shift]:
-                    run, right = paths[name]
-                    gc.collect()  # each path starts from the same collector state
-                    started = time.process_time()
-                    output = await run(dialogs)
-                    ran = time.process_time() - started
-                    correct[name] = right(output, dialogs)  # not counted
-                    started = time.process_time()
-                    del output  # what the job kept is freed: counted
-                    spent = ran + time.process_time() - started
-                    cpu[name] = min(cpu[name], spent)
-                    per_round.setdefault(name, []).append(spent)
+            gc.callbacks.append(count)
+            try:
+                for r in range(rounds):
+                    names = list(paths)
+                    shift = r % len(names)
+                    for name in names[shift:] + names[:shift]:
+                        run, right = paths[name]
+                        gc.collect()  # each path starts from the same collector state
+                        counting[:] = [0, 0, 0]
+                        started = time.process_time()
+                        output = await run(dialogs)
+                        ran = time.process_time() - started
+                        correct[name] = right(output, dialogs)  # not counted
+                        started = time.process_time()
+                        del output  # what the job kept is freed: counted
+                        spent = ran + time.process_time() - started
+                        if spent < cpu[name]:
+                            cpu[name] = spent
+                            collections[name] = list(counting)
+                        per_round.setdefault(name, []).append(spent)
+            finally:
+                gc.callbacks.remove(count)
     return _result(
-        dialogs, rounds, cpu, correct, peer_failures[-1] if peer_failures else None, per_round
+        dialogs,
+        rounds,
+        cpu,
+        correct,
+        peer_failures[-1] if peer_failures else None,
+        per_round,
+        collections,
     )
 
 
@@ -173,6 +197,7 @@ def _result(
     correct: dict[str, int],
     peer_failure: str | None = None,
     per_round: dict[str, list[float]] | None = None,
+    collections: dict[str, list[int]] | None = None,
 ) -> Result:
     per = {name: seconds / dialogs * 1e6 for name, seconds in cpu.items()}
     rounds_cpu = per_round or {}
@@ -196,6 +221,11 @@ def _result(
         + (f"; get_dialogs / fast-bitrix24 {per['get_dialogs'] / peer:.2f}" if peer else ""),
         "dialogs returned right: " + "; ".join(f"{n} {c:,}" for n, c in correct.items()),
     ]
+    if collections:
+        notes.append(
+            "garbage collections in each path's best run (generations 0/1/2): "
+            + "; ".join(f"{name} {'/'.join(map(str, c))}" for name, c in collections.items())
+        )
     if paired:
         notes.append(
             "median of the rounds' ratios (each round runs the paths back to back): "
@@ -225,6 +255,7 @@ def _result(
             "rounds": rounds,
             "round_cpu_s": rounds_cpu,
             "paired_median_ratios": paired,
+            "collections_in_best_run": collections or {},
         },
         notes=notes,
     )
