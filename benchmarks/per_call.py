@@ -53,7 +53,7 @@ def _chat_id(i: int, dialogs: int) -> int:
 async def per_call_overhead(
     calls: int,
     *,
-    rounds: int = 20,
+    rounds: int = 100,
     warmup: int = 300,
     dialogs: int = 100,
     profile_calls: int = 1000,

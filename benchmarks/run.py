@@ -121,8 +121,8 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark(
         "per_call_overhead",
         "sequential get_dialog round trips vs bare aiohttp + json.loads",
-        full=lambda: per_call_overhead(calls=20_000),
-        quick=lambda: per_call_overhead(calls=3_000, rounds=10),
+        full=lambda: per_call_overhead(calls=20_000, rounds=100),
+        quick=lambda: per_call_overhead(calls=3_000, rounds=30),
     ),
     Benchmark(
         "decode_throughput",
