@@ -147,8 +147,7 @@ class FakePortalHost:
         if runner is None:
             return
         for portal in self.portals:
-            for task in list(portal._sleepers):
-                task.cancel()
+            portal._cancel_slow_answers()
         await runner.cleanup()
 
     async def __aenter__(self) -> FakePortalHost:

@@ -461,9 +461,13 @@ class FakePortal:
         runner, self._runner = self._runner, None
         if runner is None:
             return
+        self._cancel_slow_answers()
+        await runner.cleanup()
+
+    def _cancel_slow_answers(self) -> None:
+        """Cancel the answers a slow fault keeps waiting (its server is closing)."""
         for task in list(self._sleepers):
             task.cancel()
-        await runner.cleanup()
 
     async def __aenter__(self) -> FakePortal:
         await self.start()

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
-from bitrix_openlines.testing import FakePortal, Faults
+from bitrix_openlines.testing import FakePortal, FakePortalHost, Faults, LocalhostResolver
 
 from ._helpers import DIALOG_GET, FakeClock, call
 
@@ -82,17 +84,61 @@ async def test_slow_answers_are_delayed(
         assert body["result"]["id"] == 1
 
 
-async def test_close_cancels_slow_answers(http: aiohttp.ClientSession) -> None:
+def _cancelled_at_shutdown(monkeypatch: pytest.MonkeyPatch, held: list[Any]) -> list[bool]:
+    """Record, when the server starts shutting down, whether every held answer is already
+    cancelled (else its graceful wait would hold close() until their connections end)."""
+    seen: list[bool] = []
+    shut_down = web.AppRunner.cleanup
+
+    async def cleanup(runner: web.AppRunner) -> None:
+        seen.append(all(task.cancelling() for task in held))
+        await shut_down(runner)
+
+    monkeypatch.setattr(web.AppRunner, "cleanup", cleanup)
+    return seen
+
+
+async def test_close_cancels_slow_answers(
+    http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
     portal = FakePortal(dialogs=2, faults=Faults(slow=1.0, slow_seconds=60.0))
     await portal.start()
     request = asyncio.create_task(post(http, portal.webhook_url + DIALOG_GET))
     while portal.stats.faults["slow"] == 0:  # until the portal holds the answer
         assert not request.done(), request
         await asyncio.sleep(0.01)
+    held = list(portal._sleepers)
+    seen = _cancelled_at_shutdown(monkeypatch, held)
     await portal.close()
-    # The client sees the connection end, not the answer 60 s later: close() did not wait.
+    assert len(held) == 1
+    assert seen == [True]
+    # The client sees the connection end, not the answer 60 s later.
     with pytest.raises(aiohttp.ServerDisconnectedError):
         await request
+
+
+async def test_a_host_s_close_cancels_every_portal_s_slow_answers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    host = FakePortalHost(2, dialogs=2, faults=Faults(slow=1.0, slow_seconds=60.0))
+    await host.start()
+    connector = aiohttp.TCPConnector(resolver=LocalhostResolver())
+    async with aiohttp.ClientSession(connector=connector) as http:
+        requests = [
+            asyncio.create_task(post(http, portal.webhook_url + DIALOG_GET))
+            for portal in host.portals
+        ]
+        while any(portal.stats.faults["slow"] == 0 for portal in host.portals):
+            assert not any(request.done() for request in requests), requests
+            await asyncio.sleep(0.01)
+        held = [task for portal in host.portals for task in portal._sleepers]
+        seen = _cancelled_at_shutdown(monkeypatch, held)
+        await host.close()
+        assert len(held) == 2
+        assert seen == [True]
+        for request in requests:
+            with pytest.raises(aiohttp.ServerDisconnectedError):
+                await request
 
 
 async def test_command_internal_error(http: aiohttp.ClientSession) -> None:
