@@ -156,11 +156,10 @@ class BatchOutcome(Generic[T]):
     @property
     def time(self) -> TimeInfo | None:
         """The command's ``time`` block (from ``result_time``), when given."""
-        block: Any = self._time
-        if type(block) is not dict:
-            return block  # type: ignore[no-any-return]
-        info = TimeInfo.from_wire(block)
-        object.__setattr__(self, "_time", info)  # read once
+        block = self._time
+        info = _time_info(block)
+        if info is not block:  # a raw block, read once
+            object.__setattr__(self, "_time", info)
         return info
 
 
@@ -537,11 +536,14 @@ class BatchJob:
                 block = times.pop(key, None)
                 if type(block) is not dict:
                     block = None  # no time block (TimeInfo.from_wire reads none from it)
-                elif per_method and ("operating" in block or "operating_reset_at" in block):
+                elif len(block) > _TIME_KEYS or (
+                    per_method and ("operating" in block or "operating_reset_at" in block)
+                ):
+                    # Read now: keys it does not know are not kept, and the budget reads
+                    # the operating figures (observe passes over a block without them).
                     block = TimeInfo.from_wire(block)
-                    budget.observe(pending.method, block)
-                elif len(block) > _TIME_KEYS:
-                    block = TimeInfo.from_wire(block)  # keys it does not know are not kept
+                    if per_method:
+                        budget.observe(pending.method, block)
                 if type(pending.request) is not kind:
                     kind = type(pending.request)
                     fast = fast_structurer(kind.__returns__)
