@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
+import pickle
 import re
 import time
 from pathlib import Path
@@ -132,3 +134,15 @@ def make_client(auth: Auth | None = None, **kwargs: Any) -> OpenLinesClient:
     kwargs.setdefault("retry", RetryPolicy.no_wait())
     kwargs.setdefault("operating_budget", fake_budget())
     return OpenLinesClient(auth or webhook_auth(), **kwargs)
+
+
+def assert_exactly(made: Any, expected: Any) -> None:
+    """``made`` (filled without its class's ``__init__``, see ``bitrix_openlines._fill``)
+    is exactly what the constructor gave as ``expected``: same class, equal, same hash
+    and repr, and so after pickling and deep-copying."""
+    assert type(made) is type(expected)
+    assert made == expected
+    assert hash(made) == hash(expected)
+    assert repr(made) == repr(expected)
+    assert pickle.loads(pickle.dumps(made)) == made
+    assert copy.deepcopy(made) == made

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import enum
-import pickle
 import types
 import typing
 from typing import Any
 
 import attrs
 import pytest
-from _unit_helpers import DIALOG_GET, make_client
+from _unit_helpers import DIALOG_GET, assert_exactly, make_client
 from aioresponses import aioresponses
 
 from bitrix_openlines import Dialog, DialogGet, UserCode
@@ -248,11 +247,7 @@ def test_from_query_shortcut_builds_exactly_a_frozen_dialog_get(chat_id: int) ->
     # {"chat_id": int} is filled without DialogGet's __init__ (see bitrix_openlines._fill):
     # what it gives must be exactly what the constructor gives.
     made = DialogGet.from_query({"chat_id": chat_id})
-    assert type(made) is DialogGet
-    assert made == DialogGet(chat_id=chat_id)
-    assert hash(made) == hash(DialogGet(chat_id=chat_id))
-    assert repr(made) == repr(DialogGet(chat_id=chat_id))
-    assert pickle.loads(pickle.dumps(made)) == made
+    assert_exactly(made, DialogGet(chat_id=chat_id))
     assert made.identifier == ("chat_id", chat_id)
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         made.chat_id = 5  # type: ignore[misc]
